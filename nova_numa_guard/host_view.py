@@ -1,0 +1,102 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The host NUMA view: a nova ``HostState`` as a :class:`topology.Host`.
+
+Built once per scheduling request and host, on first use, and kept on the
+``HostState`` (nova builds fresh ``HostState`` objects for every request, so
+the view lives exactly as long as the request). Reading nova's versioned
+objects is the expensive part; everything after works on plain objects.
+"""
+
+from nova_numa_guard import topology
+
+_ATTR = '_numa_guard_view'
+
+
+class HostView:
+    """What the guard knows of one host for the current request.
+
+    :ivar host: the :class:`topology.Host`.
+    :ivar built_free_ram_mb: ``HostState.free_ram_mb`` when the view was built.
+        Nova lowers it for every instance of a multi-create it places on the
+        host (and changes no cell for guests without a NUMA topology), so the
+        drop tells how much this request already placed there.
+    """
+
+    __slots__ = ('host', 'built_free_ram_mb')
+
+    def __init__(self, host, built_free_ram_mb):
+        self.host = host
+        self.built_free_ram_mb = built_free_ram_mb
+
+    def placed_mb(self, host_state):
+        """Memory placed on the host since the view was built."""
+        return max(0, self.built_free_ram_mb - host_state.free_ram_mb)
+
+
+def get(host_state):
+    """Return the :class:`HostView` of ``host_state``, building it once."""
+    view = host_state.__dict__.get(_ATTR)
+    if view is None:
+        view = HostView(host_from_state(host_state), host_state.free_ram_mb)
+        setattr(host_state, _ATTR, view)
+    return view
+
+
+def host_from_state(host_state):
+    """Build a :class:`topology.Host` from a nova ``HostState``."""
+    numa = host_state.numa_topology
+    cells = () if numa is None else tuple(
+        cell_from_nova(cell) for cell in numa.cells)
+    return topology.Host(
+        host_state.host, cells,
+        used_mb=host_state.total_usable_ram_mb - host_state.free_ram_mb,
+        ram_allocation_ratio=host_state.ram_allocation_ratio or 1.0)
+
+
+def cell_from_nova(cell):
+    """Build a :class:`topology.Cell` from a nova ``objects.NUMACell``.
+
+    When the cell reports page pools, the smallest pool is what guests without
+    a page size can use (libvirt reports it as the node's memory not taken by
+    hugepages), less its reserved pages (``[DEFAULT] reserved_huge_pages`` may
+    reserve small pages too); nova charges NUMA guests on small pages to it.
+    """
+    memory = cell.memory
+    numa_used = cell.memory_usage
+    hugepages = {}
+    mempages = cell.mempages if cell.obj_attr_is_set('mempages') else None
+    if mempages:
+        smallest = min(mempages, key=_page_size)
+        size_kb = smallest.size_kb
+        small_mb = (smallest.total - smallest.reserved) * size_kb // 1024
+        small_used = smallest.used * size_kb // 1024
+        for pages in mempages:
+            if pages is not smallest:
+                hugepages[pages.size_kb] = (pages.total, pages.used)
+    else:
+        small_mb = memory
+        small_used = numa_used
+    physnets, tunneled = frozenset(), False
+    if cell.obj_attr_is_set('network_metadata'):
+        physnets = frozenset(cell.network_metadata.physnets)
+        tunneled = cell.network_metadata.tunneled
+    return topology.Cell(
+        cell.id, cell.cpuset, memory, small_mb, small_used, numa_used,
+        pcpus=cell.pcpuset if cell.obj_attr_is_set('pcpuset') else frozenset(),
+        hugepages=hugepages, physnets=physnets, tunneled=tunneled,
+        socket=cell.socket if cell.obj_attr_is_set('socket') else None)
+
+
+def _page_size(pages):
+    return pages.size_kb

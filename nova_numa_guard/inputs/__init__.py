@@ -1,0 +1,26 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Parsers that turn host descriptions into the pure topology model."""
+
+
+class InputError(ValueError):
+    """Bad input, with a one-line message that names its source.
+
+    :param source: a file name or other label of where the input came from.
+    :param problem: what is wrong, one line.
+    """
+
+    def __init__(self, source, problem):
+        self.source = source
+        self.problem = problem
+        super().__init__('%s: %s' % (source, problem))

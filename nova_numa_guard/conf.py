@@ -53,7 +53,8 @@ class NodeMemoryReserve(types.ConfigType):
             default, per_node = value
             if not per_node:
                 return str(default)
-            return ','.join('%d:%d' % item for item in sorted(per_node.items()))
+            return ','.join('%d:%d' % item
+                            for item in sorted(per_node.items()))
         return str(value)
 
 
@@ -107,10 +108,23 @@ Possible values:
   memory of NUMA guests nova placed on it, minus an estimate of the memory used
   by guests without a NUMA topology (see ``non_numa_memory_estimate``). Needs
   no agent and no service.
+* ``cache``: live per-node memory that ``nova-numa-guard-agent`` publishes on
+  every compute host through oslo.cache (the ``[cache]`` section: memcached or
+  redis). All candidate hosts of a request are fetched in one batch; hosts
+  without trusted, fresh data are handled per ``on_missing_live_data``; when
+  the cache cannot be reached every host is judged on accounted data.
+* ``file``: the same payloads read from ``<live_data_path>/<host>.json`` at
+  every request (as ``nova-numa-guard-agent --once --print`` writes them):
+  for simulation, tests and deployments without a shared cache.
 
 Related options:
 
 * ``[numa_guard] non_numa_memory_estimate``
+* ``[numa_guard] live_data_path``
+* ``[numa_guard] max_data_age``
+* ``[numa_guard] on_missing_live_data``
+* ``[numa_guard] payload_signing_key``
+* ``[cache] enabled``, ``[cache] backend``, ``[cache] memcache_servers``
 """),
     cfg.Opt('reserved_node_memory_mb',
         type=NodeMemoryReserve(),
@@ -174,7 +188,7 @@ This setting only affects scheduling if ``NUMACellFitFilter`` is enabled.
             ('ignore', 'Count NUMA guests only, as nova itself does.'),
         ],
         help="""
-How accounted free memory estimates the usage of guests without a NUMA topology.
+How accounted free memory estimates what guests without a NUMA topology use.
 
 Nova accounts per cell only for guests that have a NUMA topology. Everything
 else (guests without ``hw:numa_nodes``, plus ``[DEFAULT]
@@ -190,6 +204,201 @@ Related options:
 
 * ``[numa_guard] memory_source``
 """),
+    cfg.StrOpt(
+        'live_data_path',
+        default='/var/lib/nova-numa-guard/live',
+        help="""
+Directory of live memory payloads for the ``file`` memory source.
+
+The ``file`` source reads ``<live_data_path>/<host>.json`` for every candidate
+host at every scheduling request, where ``<host>`` is nova's compute ``host``
+name. Each file holds one payload as ``nova-numa-guard-agent --once --print``
+prints it.
+
+This setting only affects scheduling if ``[numa_guard] memory_source`` is
+``file``.
+
+Possible values:
+
+* An absolute directory path readable by nova-scheduler.
+
+Related options:
+
+* ``[numa_guard] memory_source``
+"""),
+    cfg.IntOpt(
+        'max_data_age',
+        default=30,
+        min=1,
+        help="""
+Age in seconds after which a live memory payload is no longer trusted.
+
+A payload older than this (by its ``timestamp`` against the scheduler's
+clock) is ignored with a warning and the host is handled per
+``on_missing_live_data``. Keep it a few times ``[numa_guard_agent] interval``
+so that one late publication does not drop the host to the fallback.
+
+This setting only affects scheduling if ``[numa_guard] memory_source`` is
+``cache`` or ``file``.
+
+Possible values:
+
+* A number of seconds, at least 1.
+
+Related options:
+
+* ``[numa_guard_agent] interval``
+* ``[numa_guard] on_missing_live_data``
+"""),
+    cfg.StrOpt(
+        'on_missing_live_data',
+        default='accounted',
+        choices=[
+            ('accounted', 'Judge the host on nova\'s accounted data, as '
+                          'the ``accounted`` memory source does.'),
+            ('pass', 'Let the host pass NUMACellFitFilter.'),
+            ('reject', 'Reject the host: only hosts with trusted live data '
+                       'take guests.'),
+        ],
+        help="""
+What NUMACellFitFilter does with a host that has no trusted live data.
+
+A host has no trusted live data when the memory source holds nothing for it,
+or its payload is stale, unsigned or wrongly signed, names another host, does
+not match the schema or carries implausible numbers (each is logged as a
+rate-limited warning with the reason). When the cache itself cannot be
+reached, every host is judged on accounted data whatever this option says,
+so that scheduling goes on.
+
+This setting only affects scheduling if ``[numa_guard] memory_source`` is
+``cache`` or ``file``.
+
+Related options:
+
+* ``[numa_guard] memory_source``
+* ``[numa_guard] max_data_age``
+"""),
+    cfg.StrOpt(
+        'payload_signing_key',
+        secret=True,
+        help="""
+Shared secret that signs and verifies live memory payloads.
+
+When set on the compute hosts, ``nova-numa-guard-agent`` adds an HMAC-SHA256
+signature to every payload. When set on the scheduler, payloads without a
+valid signature are ignored, so a party that can write to the cache cannot
+steer scheduling. Set the same value on both sides, and keep it out of
+world-readable files.
+
+Possible values:
+
+* Unset (default): payloads are neither signed nor checked.
+* Any string; use a long random one.
+
+Related options:
+
+* ``[numa_guard] memory_source``
+* ``[numa_guard] on_missing_live_data``
+"""),
+    cfg.FloatOpt(
+        'cache_timeout',
+        default=0.5,
+        min=0.01,
+        help="""
+Socket timeout in seconds for the ``cache`` memory source and the agent.
+
+It bounds how long one scheduling request waits for an unreachable memcached
+server before judging every host on accounted data. After a failure the
+server is not tried again for 10 seconds, so later requests do not wait at
+all. It applies to the ``dogpile.cache.pymemcache`` backend, which has no
+timeout of its own; other backends use ``[cache] socket_timeout``.
+
+Possible values:
+
+* A number of seconds, e.g. ``0.5``.
+
+Related options:
+
+* ``[numa_guard] memory_source``
+* ``[cache] backend``
+"""),
+]
+
+agent_group = cfg.OptGroup(
+    'numa_guard_agent',
+    title='nova-numa-guard-agent options',
+    help="""
+Options of ``nova-numa-guard-agent``, which publishes each compute host's
+live per-node memory for the ``cache`` memory source.
+""")
+
+agent_opts = [
+    cfg.IntOpt(
+        'interval',
+        default=10,
+        min=1,
+        help="""
+Seconds between two publications of the host's live memory.
+
+Possible values:
+
+* A number of seconds, at least 1.
+
+Related options:
+
+* ``[numa_guard] max_data_age``: keep it a few times this interval.
+* ``[numa_guard_agent] ttl``
+"""),
+    cfg.IntOpt(
+        'ttl',
+        default=60,
+        min=1,
+        help="""
+Seconds the cache keeps a payload before it expires.
+
+When the agent stops, its host's payload disappears after this time. Keep it
+longer than ``[numa_guard] max_data_age``: the scheduler then logs a stale
+payload as stale rather than as missing.
+
+Possible values:
+
+* A number of seconds, at least 1.
+
+Related options:
+
+* ``[numa_guard_agent] interval``
+* ``[numa_guard] max_data_age``
+"""),
+    cfg.StrOpt(
+        'sysfs_root',
+        default='/sys',
+        help="""
+Where the agent reads sysfs from.
+
+Possible values:
+
+* ``/sys`` on a real host; a copy of a sysfs tree for tests and simulation.
+  The ``--sysfs-root`` command line flag overrides it.
+"""),
+    cfg.IntOpt(
+        'max_backoff',
+        default=60,
+        min=1,
+        help="""
+Longest wait in seconds between two attempts to reach an unreachable cache.
+
+After a failed publication the agent retries after 1 second, then doubles the
+wait up to this value (and never waits longer than ``interval`` once the
+cache is back).
+
+Possible values:
+
+* A number of seconds, at least 1.
+
+Related options:
+
+* ``[numa_guard_agent] interval``
+"""),
 ]
 
 
@@ -198,9 +407,21 @@ def register_opts(conf):
     conf.register_opts(numa_guard_opts, group=numa_guard_group)
 
 
+def register_agent_opts(conf):
+    """Register the options ``nova-numa-guard-agent`` reads.
+
+    ``[numa_guard]`` (for ``payload_signing_key`` and ``cache_timeout``) and
+    ``[numa_guard_agent]``; the agent registers ``[cache]`` itself.
+    """
+    register_opts(conf)
+    conf.register_group(agent_group)
+    conf.register_opts(agent_opts, group=agent_group)
+
+
 def list_opts():
     """Return the options for oslo-config-generator and the docs.
 
     :returns: a list of (group, options) tuples.
     """
-    return [(numa_guard_group, numa_guard_opts)]
+    return [(numa_guard_group, numa_guard_opts),
+            (agent_group, agent_opts)]

@@ -14,13 +14,24 @@
 
 Built once per scheduling request and host, on first use, and kept on the
 ``HostState`` (nova builds fresh ``HostState`` objects for every request, so
-the view lives exactly as long as the request). Reading nova's versioned
-objects is the expensive part; everything after works on plain objects.
+the view lives exactly as long as the request).
+
+Reading nova's versioned objects is the expensive part, and a host's cells
+change only when its compute node record does: the cells are memoised per
+compute node (``HostState.uuid``) and record version. The version is the
+record's ``updated_at`` (``HostState.updated``) together with its
+``free_ram_mb``: the timestamp may have one-second resolution, and every
+instance added or removed, NUMA or not, moves the free memory. Host-wide usage
+is read afresh for every request.
 """
 
 from nova_numa_guard import topology
 
 _ATTR = '_numa_guard_view'
+
+# compute node uuid -> (version, tuple of topology.Cell). Bounded by the
+# number of compute nodes; a newer record replaces the entry.
+_CELLS_MEMO = {}
 
 
 class HostView:
@@ -55,13 +66,25 @@ def get(host_state):
 
 def host_from_state(host_state):
     """Build a :class:`topology.Host` from a nova ``HostState``."""
+    return topology.Host(
+        host_state.host, cells_from_state(host_state),
+        used_mb=host_state.total_usable_ram_mb - host_state.free_ram_mb,
+        ram_allocation_ratio=host_state.ram_allocation_ratio or 1.0)
+
+
+def cells_from_state(host_state):
+    """The host's cells, from the memo when the record has not changed."""
+    key = host_state.uuid
+    version = (host_state.updated, host_state.free_ram_mb)
+    entry = _CELLS_MEMO.get(key)
+    if entry is not None and entry[0] == version and version[0] is not None:
+        return entry[1]
     numa = host_state.numa_topology
     cells = () if numa is None else tuple(
         cell_from_nova(cell) for cell in numa.cells)
-    return topology.Host(
-        host_state.host, cells,
-        used_mb=host_state.total_usable_ram_mb - host_state.free_ram_mb,
-        ram_allocation_ratio=host_state.ram_allocation_ratio or 1.0)
+    if key is not None and version[0] is not None:
+        _CELLS_MEMO[key] = (version, cells)
+    return cells
 
 
 def cell_from_nova(cell):
@@ -71,32 +94,38 @@ def cell_from_nova(cell):
     a page size can use (libvirt reports it as the node's memory not taken by
     hugepages), less its reserved pages (``[DEFAULT] reserved_huge_pages`` may
     reserve small pages too); nova charges NUMA guests on small pages to it.
+    Fields that records of older computes lack are taken as empty.
     """
     memory = cell.memory
     numa_used = cell.memory_usage
+    mempages = _optional(cell, 'mempages')
     hugepages = {}
-    mempages = cell.mempages if cell.obj_attr_is_set('mempages') else None
     if mempages:
-        smallest = min(mempages, key=_page_size)
-        size_kb = smallest.size_kb
-        small_mb = (smallest.total - smallest.reserved) * size_kb // 1024
-        small_used = smallest.used * size_kb // 1024
-        for pages in mempages:
-            if pages is not smallest:
-                hugepages[pages.size_kb] = (pages.total, pages.used)
+        pools = [(p.size_kb, p.total, p.used, p.reserved) for p in mempages]
+        pools.sort()
+        size_kb, total, used, reserved = pools[0]
+        small_mb = (total - reserved) * size_kb // 1024
+        small_used = used * size_kb // 1024
+        for size_kb, total, used, _ in pools[1:]:
+            hugepages[size_kb] = (total, used)
     else:
         small_mb = memory
         small_used = numa_used
     physnets, tunneled = frozenset(), False
-    if cell.obj_attr_is_set('network_metadata'):
-        physnets = frozenset(cell.network_metadata.physnets)
-        tunneled = cell.network_metadata.tunneled
+    network = _optional(cell, 'network_metadata')
+    if network is not None:
+        physnets = frozenset(network.physnets)
+        tunneled = network.tunneled
     return topology.Cell(
         cell.id, cell.cpuset, memory, small_mb, small_used, numa_used,
-        pcpus=cell.pcpuset if cell.obj_attr_is_set('pcpuset') else frozenset(),
+        pcpus=_optional(cell, 'pcpuset') or frozenset(),
         hugepages=hugepages, physnets=physnets, tunneled=tunneled,
-        socket=cell.socket if cell.obj_attr_is_set('socket') else None)
+        socket=_optional(cell, 'socket'))
 
 
-def _page_size(pages):
-    return pages.size_kb
+def _optional(obj, name):
+    """A field of a versioned object, or None when it is not set."""
+    try:
+        return getattr(obj, name)
+    except NotImplementedError:
+        return None

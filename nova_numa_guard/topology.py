@@ -24,9 +24,9 @@ class Cell:
     :param id: the host node id.
     :param cpus: host CPUs that floating (shared) vCPUs may run on.
     :param memory_mb: total memory of the node.
-    :param small_page_mb: memory usable by small pages: the node's smallest page
-        pool when page pools are known (hugepages are carved out of the node),
-        else ``memory_mb``.
+    :param small_page_mb: memory usable by small pages: the node's smallest
+        page pool when page pools are known (hugepages are carved out of the
+        node), else ``memory_mb``.
     :param small_page_used_mb: small-page memory nova accounts to NUMA guests.
     :param numa_used_mb: all memory nova accounts to NUMA guests on the node
         (small pages and hugepages).
@@ -38,16 +38,22 @@ class Cell:
     :param socket: the socket the node sits on, when known.
     :param live_free_mb: memory the node's kernel reports available, when a
         live source has fresh data for the host; else None.
+    :param siblings: tuple of frozensets of host CPUs that are hyperthread
+        siblings (one set per core), when known.
+    :param distances: ``{node_id: distance}`` as the firmware reports it
+        (``10`` for the node itself), when known; else empty.
     """
 
     __slots__ = ('id', 'cpus', 'memory_mb', 'small_page_mb',
                  'small_page_used_mb', 'numa_used_mb', 'pcpus', 'hugepages',
-                 'physnets', 'tunneled', 'socket', 'live_free_mb')
+                 'physnets', 'tunneled', 'socket', 'live_free_mb',
+                 'siblings', 'distances')
 
     def __init__(self, id, cpus, memory_mb, small_page_mb=None,
                  small_page_used_mb=0, numa_used_mb=None, pcpus=frozenset(),
                  hugepages=None, physnets=frozenset(), tunneled=False,
-                 socket=None, live_free_mb=None):
+                 socket=None, live_free_mb=None, siblings=(),
+                 distances=None):
         self.id = id
         self.cpus = cpus
         self.memory_mb = memory_mb
@@ -62,6 +68,8 @@ class Cell:
         self.tunneled = tunneled
         self.socket = socket
         self.live_free_mb = live_free_mb
+        self.siblings = tuple(siblings)
+        self.distances = distances or {}
 
     @property
     def holds_guests(self):

@@ -43,9 +43,9 @@ class NUMACellFitFilterTest(base.GuardTestBase):
                       ' NUMACellFitFilter removed all 1 hosts: the flavor '
                       'needs %d MB and 4 vCPUs in one NUMA cell' % LARGE_MB,
                       log)
+        cells = '6:%d,6:%d' % (base.SEED_CELL_MB, base.SEED_CELL_MB)
         self.assertIn('nova-numa-guard flavor-specs --vcpus 4 --ram %d '
-                      '--cells 6:%d,6:%d' % (LARGE_MB, base.SEED_CELL_MB,
-                                            base.SEED_CELL_MB), log)
+                      '--cells %s' % (LARGE_MB, cells), log)
 
     def test_guest_that_fits_a_cell_lands(self):
         """Ensures a non-NUMA guest that fits one cell is scheduled."""
@@ -99,8 +99,8 @@ class NUMACellFitFilterTest(base.GuardTestBase):
             if server['status'] in ('ACTIVE', 'ERROR'):
                 return server
             time.sleep(0.1)
-        self.fail('server %s did not settle: %s' % (server['id'],
-                                                     server['status']))
+        self.fail('server %s did not settle: %s' % (
+            server['id'], server['status']))
 
     def test_multi_create_counts_earlier_instances_of_the_request(self):
         """Ensures instance 3 sees instances 1 and 2 placed on the host.
@@ -115,7 +115,7 @@ class NUMACellFitFilterTest(base.GuardTestBase):
 
         for server in servers:
             self.assert_no_valid_host(server)
-        self.assertIn('before 2 earlier instance(s) of this request',
+        self.assertIn('after 2 earlier instance(s) of this request',
                       self.guard_log.output)
 
     def test_multi_create_that_fits_the_cells_lands(self):

@@ -10,7 +10,9 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-from oslo_log import log as logging
+import logging
+
+from oslo_log import log
 
 import nova.conf
 from nova.scheduler import filters
@@ -21,9 +23,15 @@ from nova_numa_guard import fit
 from nova_numa_guard import host_view
 from nova_numa_guard import sources
 
-LOG = logging.getLogger(__name__)
+LOG = log.getLogger(__name__)
 CONF = nova.conf.CONF
 conf.register_opts(CONF)
+
+# Verdict kind: no trusted live data, [numa_guard] on_missing_live_data=reject
+NO_LIVE_DATA = 'no_live_data'
+# Guest cell page sizes that mean small pages: unset, "small"
+# (nova.virt.hardware.MEMPAGES_SMALL) or 4 KiB.
+_SMALL_PAGE_SIZES = (None, -1, 4)
 
 
 class NUMACellFitFilter(filters.BaseHostFilter):
@@ -43,6 +51,12 @@ class NUMACellFitFilter(filters.BaseHostFilter):
       non_numa_memory_estimate``), after the earlier instances of the same
       multi-create request.
 
+    With a live memory source (``[numa_guard] memory_source`` ``cache`` or
+    ``file``), requests with a NUMA topology on small pages also need, per
+    guest cell, a distinct host cell with that much live available memory;
+    hosts without trusted live data are handled per ``[numa_guard]
+    on_missing_live_data``.
+
     Bad or missing data never raises: it is logged and the host passes.
     """
 
@@ -56,41 +70,48 @@ class NUMACellFitFilter(filters.BaseHostFilter):
         self._cpu_fit = opts.cpu_fit
         self._dry_run = opts.dry_run
         self._estimate = opts.non_numa_memory_estimate
+        self._on_missing = opts.on_missing_live_data
         self._source = sources.load(opts.memory_source)
 
     def host_passes(self, host_state, spec_obj):
         """Return True if a guest of ``spec_obj`` fits one cell of the host."""
-        return any(True for _ in self.filter_all([host_state], spec_obj))
+        return bool(list(self.filter_all([host_state], spec_obj)))
 
     def filter_all(self, filter_obj_list, spec_obj):
         """Judge every host of the request with one batch of shared work."""
-        if (spec_obj.numa_topology is not None or
-                utils.request_is_rebuild(spec_obj)):
+        if utils.request_is_rebuild(spec_obj):
             yield from filter_obj_list
+            return
+        if spec_obj.numa_topology is not None:
+            yield from self._filter_numa(filter_obj_list, spec_obj)
             return
         host_states = list(filter_obj_list)
         memory_mb, vcpus = spec_obj.memory_mb, spec_obj.vcpus
+        instance_uuid = spec_obj.instance_uuid
         live = self._live_free(host_states)
+        debug = LOG.isEnabledFor(logging.DEBUG)
         rejected = []
         for host_state in host_states:
-            verdict = self._judge(host_state, spec_obj, memory_mb, vcpus,
+            verdict = self._judge(host_state, instance_uuid, memory_mb, vcpus,
                                   live)
             if verdict.passes:
                 yield host_state
                 continue
             rejected.append((host_state, verdict))
-            LOG.debug("%(host)s, %(node)s fails NUMA cell fit%(dry)s: "
-                      "%(reason)s",
-                      {'host': host_state.host, 'node': host_state.nodename,
-                       'dry': ' (dry run, not rejected)' if self._dry_run
-                       else '',
-                       'reason': verdict.reason},
-                      instance_uuid=spec_obj.instance_uuid)
+            if debug:
+                LOG.debug("%(host)s, %(node)s fails NUMA cell fit%(dry)s: "
+                          "%(reason)s",
+                          {'host': host_state.host,
+                           'node': host_state.nodename,
+                           'dry': ' (dry run, not rejected)' if self._dry_run
+                           else '',
+                           'reason': verdict},
+                          instance_uuid=instance_uuid)
             if self._dry_run:
                 yield host_state
         if rejected and (self._dry_run or
                          len(rejected) == len(host_states)):
-            self._log_summary(spec_obj, memory_mb, vcpus, host_states,
+            self._log_summary(instance_uuid, memory_mb, vcpus, host_states,
                               rejected)
 
     def _live_free(self, host_states):
@@ -103,7 +124,7 @@ class NUMACellFitFilter(filters.BaseHostFilter):
                         type(self._source).__name__, exc_info=True)
             return {}
 
-    def _judge(self, host_state, spec_obj, memory_mb, vcpus, live):
+    def _judge(self, host_state, instance_uuid, memory_mb, vcpus, live):
         try:
             view = host_view.get(host_state)
             host = view.host
@@ -113,6 +134,9 @@ class NUMACellFitFilter(filters.BaseHostFilter):
             per_node = live.get(host.name)
             if per_node:
                 host = host.with_live_free(per_node)
+            fallback = self._without_live_data(live, host, per_node)
+            if fallback is not None:
+                return fallback
             return fit.judge(host, memory_mb, vcpus, reserve=self._reserve,
                              cpu_fit=self._cpu_fit, estimate=self._estimate,
                              placed=placed)
@@ -121,15 +145,105 @@ class NUMACellFitFilter(filters.BaseHostFilter):
                         "%(node)s; letting it pass",
                         {'host': host_state.host,
                          'node': host_state.nodename},
-                        instance_uuid=spec_obj.instance_uuid, exc_info=True)
+                        instance_uuid=instance_uuid, exc_info=True)
             return fit.PASS
 
-    def _log_summary(self, spec_obj, memory_mb, vcpus, host_states,
+    def _without_live_data(self, live, host, per_node):
+        """Apply ``on_missing_live_data`` to a host without trusted data.
+
+        :returns: None to judge the host as it is (live, or accounted), else
+            the verdict: PASS, or a rejection naming why.
+        """
+        if per_node:
+            if not host.cells or host.cells[0].live_free_mb is not None:
+                return None
+            reason = 'live data has nodes %s, nova has cells %s' % (
+                sorted(per_node), [c.id for c in host.cells])
+        else:
+            reason = getattr(live, 'missing', {}).get(host.name)
+            if reason is None:
+                return None
+        if self._on_missing == 'accounted':
+            return None
+        if self._on_missing == 'pass':
+            return fit.PASS
+        return fit.Verdict(False, NO_LIVE_DATA, None, None, lambda: (
+            'no trusted live memory data (%s) and [numa_guard] '
+            'on_missing_live_data = reject' % reason))
+
+    def _filter_numa(self, host_states, spec_obj):
+        """Live check of NUMA guests on small pages; others pass.
+
+        Nova binds their memory strictly per cell but accounts only NUMA
+        guests there; with live data each guest cell needs a distinct host
+        cell with that much available memory. Hugepage guests are left to
+        nova's page accounting.
+        """
+        cells = spec_obj.numa_topology.cells
+        if not self._source.live or not all(map(_on_small_pages, cells)):
+            yield from host_states
+            return
+        host_states = list(host_states)
+        need = [cell.memory for cell in cells]
+        instance_uuid = spec_obj.instance_uuid
+        live = self._live_free(host_states)
+        passed = 0
+        for host_state in host_states:
+            verdict = self._judge_numa(host_state, instance_uuid, need, live)
+            if verdict.passes:
+                passed += 1
+                yield host_state
+                continue
+            LOG.debug("%(host)s, %(node)s fails NUMA cell fit%(dry)s: "
+                      "%(reason)s",
+                      {'host': host_state.host, 'node': host_state.nodename,
+                       'dry': ' (dry run, not rejected)' if self._dry_run
+                       else '', 'reason': verdict},
+                      instance_uuid=instance_uuid)
+            if self._dry_run:
+                yield host_state
+        if host_states and not passed:
+            LOG.info("NUMACellFitFilter %(what)s all %(count)d hosts: the "
+                     "NUMA guest needs %(need)s MB of live available memory "
+                     "on %(cells)d distinct cells; free memory on a host",
+                     {'what': 'would have removed' if self._dry_run
+                      else 'removed', 'count': len(host_states),
+                      'need': '+'.join('%d' % mb for mb in need),
+                      'cells': len(need)},
+                     instance_uuid=instance_uuid)
+
+    def _judge_numa(self, host_state, instance_uuid, need, live):
+        try:
+            view = host_view.get(host_state)
+            host = view.host
+            per_node = getattr(live, 'available', {}).get(host.name)
+            if per_node:
+                host = host.with_live_free(per_node)
+            fallback = self._without_live_data(live, host, per_node)
+            if fallback is not None:
+                return fallback
+            placed = None
+            if view.placed_mb(host_state) > 0:
+                placed = _numa_placed_mb(view, host_state)
+            return fit.judge_numa_live(host, need, self._reserve, placed)
+        except Exception:
+            LOG.warning("NUMACellFitFilter could not judge %(host)s, "
+                        "%(node)s; letting it pass",
+                        {'host': host_state.host,
+                         'node': host_state.nodename},
+                        instance_uuid=instance_uuid, exc_info=True)
+            return fit.PASS
+
+    def _log_summary(self, instance_uuid, memory_mb, vcpus, host_states,
                      rejected):
         static = [(v, hs) for hs, v in rejected if v.kind == fit.STATIC]
         usage = [(v, hs) for hs, v in rejected if v.kind == fit.USAGE]
         need = '%d MB and %d vCPUs' % (memory_mb, vcpus)
-        if usage:
+        if not usage and not static:
+            why = ('no host has trusted live memory data and [numa_guard] '
+                   'on_missing_live_data = reject; check '
+                   'nova-numa-guard-agent and the memory source')
+        elif usage:
             verdict, host_state = max(usage, key=_best_mb)
             why = ('largest free memory of a cell that is big enough is '
                    '%d MB (%s); free memory on a host or give the flavor '
@@ -147,12 +261,34 @@ class NUMACellFitFilter(filters.BaseHostFilter):
                      "%(need)s in one NUMA cell; %(why)s",
                      {'count': len(rejected), 'total': len(host_states),
                       'need': need, 'why': why},
-                     instance_uuid=spec_obj.instance_uuid)
+                     instance_uuid=instance_uuid)
         else:
             LOG.info("NUMACellFitFilter removed all %(count)d hosts: the "
                      "flavor needs %(need)s in one NUMA cell; %(why)s",
                      {'count': len(rejected), 'need': need, 'why': why},
-                     instance_uuid=spec_obj.instance_uuid)
+                     instance_uuid=instance_uuid)
+
+
+def _on_small_pages(guest_cell):
+    """Whether a guest cell uses small pages (no ``hw:mem_page_size``)."""
+    if not guest_cell.obj_attr_is_set('pagesize'):
+        return True
+    return guest_cell.pagesize in _SMALL_PAGE_SIZES
+
+
+def _numa_placed_mb(view, host_state):
+    """``{cell: MB}`` nova placed on the cells since the view was built.
+
+    For NUMA guests nova updates the cells of the HostState as it places the
+    instances of a multi-create.
+    """
+    numa = host_state.numa_topology
+    if numa is None:
+        return {}
+    before = {cell.id: cell.numa_used_mb for cell in view.host.cells}
+    return {cell.id: cell.memory_usage - before[cell.id]
+            for cell in numa.cells
+            if cell.memory_usage > before.get(cell.id, cell.memory_usage)}
 
 
 def _best_mb(item):
@@ -164,4 +300,3 @@ def _cells_arg(host_state):
     cells = host_view.get(host_state).host.cells
     return ','.join('%d:%d' % (len(c.cpus), c.small_page_mb)
                     for c in cells if c.holds_guests)
-

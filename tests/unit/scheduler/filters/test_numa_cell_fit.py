@@ -1,0 +1,270 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+from unittest import mock
+
+import hypothesis
+from hypothesis import strategies as st
+from nova import objects
+from nova.scheduler import filters as nova_filters
+from nova import test
+
+from nova_numa_guard import host_view
+from nova_numa_guard.scheduler.filters import numa_cell_fit
+from nova_numa_guard import sources
+from nova_numa_guard import topology
+from tests.unit import fakes
+
+GB = 1024
+
+
+def _numa_request(memory_mb, vcpus):
+    return objects.InstanceNUMATopology(cells=[
+        objects.InstanceNUMACell(id=0, cpuset=set(range(vcpus)),
+                                 pcpuset=set(), memory=memory_mb)])
+
+
+class NUMACellFitFilterTest(test.NoDBTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.filt = numa_cell_fit.NUMACellFitFilter()
+        self.seed = fakes.host_state(fakes.seed_cells(), name='seed')
+
+    def _passing(self, hosts, spec):
+        return [h.host for h in self.filt.filter_all(hosts, spec)]
+
+    def test_large_guest_rejected_on_the_seed_host(self):
+        """Ensures the seed's 70000 MB guest does not pass 2 x 64 GB."""
+        spec = fakes.request_spec(70000, 4)
+        self.assertFalse(self.filt.host_passes(self.seed, spec))
+
+    def test_guest_that_fits_passes(self):
+        """Ensures a guest that fits one cell passes."""
+        self.assertTrue(self.filt.host_passes(self.seed,
+                                              fakes.request_spec(16 * GB, 4)))
+
+    def test_numa_request_passes(self):
+        """Ensures guests with a NUMA topology are NUMATopologyFilter's."""
+        spec = fakes.request_spec(70000, 4,
+                                  numa_topology=_numa_request(70000, 4))
+        self.assertTrue(self.filt.host_passes(self.seed, spec))
+
+    def test_rebuild_passes(self):
+        """Ensures a rebuild is not filtered (RUN_ON_REBUILD = False)."""
+        spec = fakes.request_spec(70000, 4,
+                                  hints={'_nova_check_type': ['rebuild']})
+        self.assertTrue(self.filt.host_passes(self.seed, spec))
+
+    def test_rejection_logs_one_debug_line_with_the_numbers(self):
+        """Ensures a rejected host gets one DEBUG line saying why."""
+        with mock.patch.object(numa_cell_fit.LOG, 'debug',
+                               autospec=True) as debug:
+            self.filt.host_passes(self.seed, fakes.request_spec(70000, 4))
+        debug.assert_called_once_with(
+            mock.ANY, mock.ANY, instance_uuid=fakes.INSTANCE_UUID)
+        message = debug.call_args[0][0] % debug.call_args[0][1]
+        self.assertEqual('seed, seed fails NUMA cell fit: needs 70000 MB and '
+                         '4 vCPUs in one cell; largest cell 1 holds 64510 MB '
+                         'and 12 CPUs', message)
+
+    def test_info_line_when_every_host_is_removed(self):
+        """Ensures the request gets one INFO line with what to do."""
+        hosts = [self.seed, fakes.host_state(fakes.seed_cells(), name='b')]
+        with mock.patch.object(numa_cell_fit.LOG, 'info',
+                               autospec=True) as info:
+            self.assertEqual([], self._passing(hosts,
+                                               fakes.request_spec(70000, 4)))
+        info.assert_called_once()
+        message = info.call_args[0][0] % info.call_args[0][1]
+        self.assertEqual(
+            'NUMACellFitFilter removed all 2 hosts: the flavor needs 70000 MB '
+            'and 4 vCPUs in one NUMA cell; largest cell on any host is 64510 '
+            'MB with 12 CPUs (seed); give the flavor a vNUMA topology: '
+            'nova-numa-guard flavor-specs --vcpus 4 --ram 70000 '
+            '--cells 12:64328,12:64510', message)
+
+    def test_info_line_for_usage_names_the_largest_free_cell(self):
+        """Ensures a usage failure says how much is free at best."""
+        busy = fakes.host_state(fakes.seed_cells(), used_mb=115566,
+                                name='busy')
+        with mock.patch.object(numa_cell_fit.LOG, 'info',
+                               autospec=True) as info:
+            self.assertEqual([], self._passing(
+                [busy], fakes.request_spec(16 * GB, 4)))
+        message = info.call_args[0][0] % info.call_args[0][1]
+        self.assertIn('largest free memory of a cell that is big enough is '
+                      '6645 MB (busy)', message)
+
+    def test_no_info_line_when_some_host_passes(self):
+        """Ensures INFO is only for requests that lost every host."""
+        one_cell = fakes.host_state(
+            [topology.Cell(0, fakes.cpus(0, 24), 128 * GB)], name='one')
+        with mock.patch.object(numa_cell_fit.LOG, 'info',
+                               autospec=True) as info:
+            self.assertEqual(['one'], self._passing(
+                [self.seed, one_cell], fakes.request_spec(70000, 4)))
+        info.assert_not_called()
+
+    def test_dry_run_rejects_nothing_and_says_what_it_would_do(self):
+        """Ensures dry_run logs the rejections and keeps every host."""
+        self.flags(dry_run=True, group='numa_guard')
+        filt = numa_cell_fit.NUMACellFitFilter()
+        with mock.patch.object(numa_cell_fit.LOG, 'info',
+                               autospec=True) as info:
+            self.assertEqual(['seed'], [h.host for h in filt.filter_all(
+                [self.seed], fakes.request_spec(70000, 4))])
+        message = info.call_args[0][0] % info.call_args[0][1]
+        self.assertIn('(dry run) would have removed 1 of 1 hosts', message)
+
+    def test_reserve_and_cpu_fit_options(self):
+        """Ensures the per-node reserve and cpu_fit reach the judgement."""
+        spec = fakes.request_spec(64000, 4)
+        self.assertTrue(self.filt.host_passes(self.seed, spec))
+        self.flags(reserved_node_memory_mb='0:1024,1:1024',
+                   group='numa_guard')
+        self.assertFalse(numa_cell_fit.NUMACellFitFilter().host_passes(
+            self.seed, spec))
+        wide = fakes.request_spec(8 * GB, 16)
+        self.assertFalse(self.filt.host_passes(self.seed, wide))
+        self.flags(cpu_fit=False, group='numa_guard')
+        self.assertTrue(numa_cell_fit.NUMACellFitFilter().host_passes(
+            self.seed, wide))
+
+    def test_non_numa_estimate_option(self):
+        """Ensures non_numa_memory_estimate changes the accounted estimate."""
+        host = fakes.host_state(fakes.seed_cells(), used_mb=60000)
+        spec = fakes.request_spec(16 * GB, 4)
+        self.assertTrue(self.filt.host_passes(host, spec))
+        self.flags(non_numa_memory_estimate='worst_case', group='numa_guard')
+        self.assertFalse(numa_cell_fit.NUMACellFitFilter().host_passes(
+            host, spec))
+
+    def test_multi_create_counts_instances_nova_placed(self):
+        """Ensures instance k sees the k earlier instances on the host."""
+        spec = fakes.request_spec(40000, 2)
+        handler = nova_filters.HostFilterHandler()
+        for index in range(2):
+            self.assertEqual([self.seed], handler.get_filtered_objects(
+                [self.filt], [self.seed], spec, index))
+            self.seed.consume_from_request(spec)
+        self.assertFalse(handler.get_filtered_objects(
+            [self.filt], [self.seed], spec, 2))
+
+    def test_view_is_built_once_per_request(self):
+        """Ensures the host view is cached on the HostState."""
+        with mock.patch.object(host_view, 'host_from_state',
+                               autospec=True,
+                               wraps=host_view.host_from_state) as build:
+            for _ in range(3):
+                self.filt.host_passes(self.seed,
+                                      fakes.request_spec(16 * GB, 4))
+        build.assert_called_once_with(self.seed)
+
+    def test_memory_source_is_asked_once_per_request(self):
+        """Ensures the source gets one batched call for all hosts."""
+        hosts = [fakes.host_state(fakes.seed_cells(), name='h%d' % i)
+                 for i in range(5)]
+        with mock.patch.object(self.filt._source, 'live_free_mb',
+                               autospec=True, return_value={}) as live:
+            self._passing(hosts, fakes.request_spec(16 * GB, 4))
+        live.assert_called_once_with(['h%d' % i for i in range(5)])
+
+    def test_live_data_from_the_source_is_used(self):
+        """Ensures live free memory from the source decides."""
+        spec = fakes.request_spec(16 * GB, 4)
+        with mock.patch.object(self.filt._source, 'live_free_mb',
+                               autospec=True,
+                               return_value={'seed': {0: 10501, 1: 2769}}):
+            self.assertEqual([], self._passing([self.seed], spec))
+
+    def test_failing_source_falls_back_to_accounting(self):
+        """Ensures a source that raises does not reach nova."""
+        with mock.patch.object(self.filt._source, 'live_free_mb',
+                               autospec=True, side_effect=OSError('down')):
+            self.assertEqual(['seed'], self._passing(
+                [self.seed], fakes.request_spec(16 * GB, 4)))
+
+    def test_broken_host_data_passes_with_a_warning(self):
+        """Ensures a host whose data cannot be read passes, logged."""
+        with mock.patch.object(host_view, 'get', autospec=True,
+                               side_effect=TypeError('bad')):
+            with mock.patch.object(numa_cell_fit.LOG, 'warning',
+                                   autospec=True) as warning:
+                self.assertTrue(self.filt.host_passes(
+                    self.seed, fakes.request_spec(70000, 4)))
+        warning.assert_called_once()
+
+    def test_unknown_memory_source_fails_at_start(self):
+        """Ensures a bad memory_source stops the scheduler at start."""
+        self.flags(memory_source='nope', group='numa_guard')
+        error = self.assertRaises(sources.UnknownMemorySource,
+                                  numa_cell_fit.NUMACellFitFilter)
+        self.assertIn("memory_source = 'nope'", str(error))
+        self.assertIn('accounted', str(error))
+
+    def test_hosts_without_numa_data(self):
+        """Ensures hosts with no topology or odd cells pass, never raise."""
+        spec = fakes.request_spec(70000, 4)
+        for cells in ([], [topology.Cell(0, frozenset(), 0),
+                           topology.Cell(1, frozenset(), 0)]):
+            host = fakes.host_state(cells)
+            self.assertTrue(self.filt.host_passes(host, spec))
+        bare = fakes.host_state(fakes.seed_cells())
+        bare.updated = None  # not the record the cells memo has seen
+        bare.numa_topology = objects.NUMATopology(cells=[
+            objects.NUMACell(id=0, cpuset=set(range(4)), pcpuset=set(),
+                             memory=1024, memory_usage=0),
+            objects.NUMACell(id=1, cpuset=set(range(4, 8)), pcpuset=set(),
+                             memory=1024, memory_usage=0)])
+        self.assertFalse(self.filt.host_passes(bare, spec))
+        self.assertTrue(self.filt.host_passes(
+            bare, fakes.request_spec(512, 4)))
+
+
+@st.composite
+def _nova_cells(draw):
+    cells = []
+    for i in range(draw(st.integers(0, 4))):
+        memory = draw(st.integers(-10, 100000))
+        kwargs = dict(id=i, memory=memory,
+                      cpuset=draw(st.sets(st.integers(0, 63), max_size=8)),
+                      pcpuset=set(),
+                      memory_usage=draw(st.integers(-10, 100000)))
+        if draw(st.booleans()):
+            kwargs['mempages'] = [objects.NUMAPagesTopology(
+                size_kb=draw(st.sampled_from([4, 2048])),
+                total=draw(st.integers(0, 10 ** 7)),
+                used=draw(st.integers(0, 10 ** 7)),
+                reserved=draw(st.integers(0, 10 ** 5)))]
+        cells.append(objects.NUMACell(**kwargs))
+    return cells
+
+
+class FilterNeverRaisesTest(test.NoDBTestCase):
+
+    @hypothesis.settings(max_examples=150, deadline=None, derandomize=True)
+    @hypothesis.given(_nova_cells(), st.integers(-1000, 10 ** 6),
+                      st.integers(-1000, 10 ** 6), st.integers(0, 300000),
+                      st.integers(0, 64), st.booleans())
+    def test_no_host_or_request_makes_it_raise(self, cells, total, free,
+                                               memory_mb, vcpus, has_topo):
+        """Ensures any host data and request gives a bool, never raises."""
+        host = fakes.host_state(fakes.seed_cells())
+        host.updated = None  # not the record the cells memo has seen
+        host.numa_topology = (objects.NUMATopology(cells=cells)
+                              if has_topo else None)
+        host.total_usable_ram_mb = total
+        host.free_ram_mb = free
+        result = numa_cell_fit.NUMACellFitFilter().host_passes(
+            host, fakes.request_spec(memory_mb, vcpus))
+        self.assertIsInstance(result, bool)

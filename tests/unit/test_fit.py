@@ -1,0 +1,267 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Table-driven and property tests of the pure cell-fit logic."""
+
+import hypothesis
+from hypothesis import strategies as st
+import testtools
+
+from nova_numa_guard import fit
+from nova_numa_guard import topology
+from tests.unit import fakes
+
+Cell = topology.Cell
+cpus = fakes.cpus
+GB = 1024
+
+# name -> cells. Hosts are built with 512 MB of host-wide usage (nova's
+# default reserved_host_memory_mb) unless a row says otherwise.
+TOPOLOGIES = {
+    'seed': fakes.seed_cells(),
+    'single_cell': [Cell(0, cpus(0, 24), 128 * GB)],
+    'no_topology': [],
+    'memory_only_node': [Cell(0, cpus(0, 12), 32 * GB),
+                         Cell(1, cpus(12, 12), 32 * GB),
+                         Cell(2, frozenset(), 256 * GB)],
+    'cpu_only_node': [Cell(0, cpus(0, 4), 0),
+                      Cell(1, cpus(4, 12), 32 * GB)],
+    'unequal': [Cell(0, cpus(0, 8), 16 * GB),
+                Cell(1, cpus(8, 16), 96 * GB)],
+    # 64 GB cells with 48 GB of 1 GiB pages: 16 GB left for small pages.
+    'hugepage_heavy': [Cell(0, cpus(0, 12), 64 * GB, small_page_mb=16 * GB,
+                            hugepages={1048576: (48, 0)}),
+                       Cell(1, cpus(12, 12), 64 * GB, small_page_mb=16 * GB,
+                            hugepages={1048576: (48, 0)})],
+    'no_shared_cpus': [Cell(0, frozenset(), 64 * GB, pcpus=cpus(0, 12)),
+                       Cell(1, frozenset(), 64 * GB, pcpus=cpus(12, 12))],
+    'zero_memory': [Cell(0, cpus(0, 12), 0), Cell(1, cpus(12, 12), 0)],
+}
+
+# (topology, memory_mb, vcpus, options, expected kind: None = passes)
+CASES = [
+    ('seed', 70000, 4, {}, fit.STATIC),
+    ('seed', 64000, 4, {}, None),
+    # 512 MB of host-wide usage spread: 64072 and 64253 MB free.
+    ('seed', 64253, 4, {}, None),
+    ('seed', 64254, 4, {}, fit.USAGE),
+    ('seed', 64510, 4, {}, fit.USAGE),  # cell 1 is 64510 MB
+    ('seed', 64511, 4, {}, fit.STATIC),
+    ('seed', 16 * GB, 13, {}, fit.STATIC),
+    ('seed', 16 * GB, 13, {'cpu_fit': False}, None),
+    ('seed', 16 * GB, 12, {}, None),
+    ('seed', 0, 4, {}, None),
+    ('seed', 0, 13, {}, fit.STATIC),
+    ('seed', 64000, 4, {'reserve': (1024, {})}, fit.STATIC),
+    ('seed', 63000, 4, {'reserve': (0, {0: 2048, 1: 1024})}, None),
+    ('seed', 63400, 4, {'reserve': (0, {0: 2048, 1: 1024})}, fit.USAGE),
+    ('seed', 63500, 4, {'reserve': (0, {0: 2048, 1: 1024})}, fit.STATIC),
+    # 115566 MB used as in the seed's numastat, all by non-NUMA guests.
+    ('seed', 16 * GB, 4, {'used_mb': 115566}, fit.USAGE),
+    ('seed', 6 * GB, 4, {'used_mb': 115566}, None),
+    ('seed', 16 * GB, 4, {'used_mb': 115566, 'estimate': 'ignore'}, None),
+    ('seed', 16 * GB, 4, {'used_mb': 60000, 'estimate': 'worst_case'},
+     fit.USAGE),
+    ('seed', 16 * GB, 4, {'used_mb': 60000}, None),
+    ('seed', 16 * GB, 4, {'used_mb': 115566, 'ratio': 1.5}, None),
+    ('seed', 40000, 2, {'placed': 1}, None),
+    ('seed', 40000, 2, {'placed': 2}, fit.USAGE),
+    ('seed', 30000, 2, {'placed': 3}, None),
+    ('seed', 30000, 2, {'placed': 4}, fit.USAGE),
+    ('single_cell', 200 * GB, 64, {}, None),
+    ('no_topology', 200 * GB, 64, {}, None),
+    ('memory_only_node', 40 * GB, 4, {}, fit.STATIC),
+    ('memory_only_node', 30 * GB, 4, {}, None),
+    ('cpu_only_node', 8 * GB, 8, {}, None),
+    ('cpu_only_node', 8 * GB, 13, {}, fit.STATIC),
+    ('unequal', 32 * GB, 4, {}, None),
+    ('unequal', 32 * GB, 12, {}, None),
+    ('unequal', 32 * GB, 17, {}, fit.STATIC),
+    ('unequal', 97 * GB, 4, {}, fit.STATIC),
+    ('hugepage_heavy', 16 * GB - 512, 4, {'used_mb': 0}, None),
+    ('hugepage_heavy', 20 * GB, 4, {}, fit.STATIC),
+    ('no_shared_cpus', 8 * GB, 4, {}, None),
+    ('zero_memory', 8 * GB, 4, {}, None),
+]
+
+
+class JudgeTableTest(testtools.TestCase):
+
+    def test_cases(self):
+        """Ensures every row of the table gets the expected verdict."""
+        for name, memory_mb, vcpus, options, expected in CASES:
+            options = dict(options)
+            host = fakes.host(TOPOLOGIES[name],
+                              used_mb=options.pop('used_mb', 512),
+                              ratio=options.pop('ratio', 1.0))
+            verdict = fit.judge(host, memory_mb, vcpus, **options)
+            self.assertEqual(
+                expected, verdict.kind,
+                '%s %s MB %s vCPUs %s: %s' % (name, memory_mb, vcpus,
+                                              options, verdict.reason))
+            self.assertEqual(expected is None, verdict.passes)
+
+    def test_static_reason_names_the_numbers(self):
+        """Ensures a static rejection says what was needed and what exists."""
+        verdict = fit.judge(fakes.host(fakes.seed_cells()), 70000, 4)
+        self.assertEqual('needs 70000 MB and 4 vCPUs in one cell; largest '
+                         'cell 1 holds 64510 MB and 12 CPUs', verdict.reason)
+        self.assertEqual((64510, 12), (verdict.best_mb, verdict.best_cpus))
+
+    def test_usage_reason_names_the_free_memory(self):
+        """Ensures a usage rejection lists each fitting cell's free memory."""
+        host = fakes.host(fakes.seed_cells(), used_mb=115566)
+        verdict = fit.judge(host, 16 * GB, 4)
+        self.assertEqual('needs 16384 MB free in one cell; accounted free: '
+                         'cell 0 6626 MB, cell 1 6645 MB', verdict.reason)
+        self.assertEqual(6645, verdict.best_mb)
+
+    def test_live_free_memory_wins_over_accounting(self):
+        """Ensures live figures replace the accounted estimate."""
+        host = fakes.host(fakes.seed_cells(), used_mb=512)
+        self.assertTrue(fit.judge(host, 16 * GB, 4).passes)
+        live = host.with_live_free({0: 10501, 1: 2769})
+        verdict = fit.judge(live, 16 * GB, 4)
+        self.assertEqual(fit.USAGE, verdict.kind)
+        self.assertIn('live free: cell 0 10501 MB, cell 1 2769 MB',
+                      verdict.reason)
+        self.assertTrue(fit.judge(live, 10 * GB, 4).passes)
+        self.assertFalse(fit.judge(live, 10 * GB, 4,
+                                   reserve=(512, {})).passes)
+
+    def test_partial_live_data_is_ignored(self):
+        """Ensures live data must cover every cell to be used."""
+        host = fakes.host(fakes.seed_cells())
+        self.assertIs(host, host.with_live_free({0: 100}))
+
+
+class AccountedFreeTest(testtools.TestCase):
+
+    def test_spread_is_proportional_to_small_page_memory(self):
+        """Ensures spread charges non-NUMA usage by cell size."""
+        cells = [Cell(0, cpus(0, 4), 16 * GB), Cell(1, cpus(4, 4), 48 * GB)]
+        free = fit.accounted_free_mb(fakes.host(cells, used_mb=8 * GB))
+        self.assertEqual([16 * GB - 2 * GB, 48 * GB - 6 * GB], free)
+
+    def test_numa_guests_are_charged_to_their_cell(self):
+        """Ensures NUMA guests' small pages count only on their cell."""
+        cells = [Cell(0, cpus(0, 4), 16 * GB, small_page_used_mb=4 * GB),
+                 Cell(1, cpus(4, 4), 16 * GB)]
+        # 512 MB reserve + the 4 GB NUMA guest: non-NUMA usage is 512 MB.
+        free = fit.accounted_free_mb(fakes.host(cells,
+                                                used_mb=4 * GB + 512))
+        self.assertEqual([16 * GB - 4 * GB - 256, 16 * GB - 256], free)
+
+    def test_hugepage_guests_do_not_use_small_pages(self):
+        """Ensures hugepage-backed NUMA memory is not taken off small pages."""
+        cells = [Cell(0, cpus(0, 4), 64 * GB, small_page_mb=16 * GB,
+                      numa_used_mb=8 * GB, hugepages={1048576: (48, 8)}),
+                 Cell(1, cpus(4, 4), 64 * GB, small_page_mb=16 * GB,
+                      hugepages={1048576: (48, 0)})]
+        free = fit.accounted_free_mb(fakes.host(cells, used_mb=8 * GB))
+        self.assertEqual([16 * GB, 16 * GB], free)
+
+
+# Property tests ---------------------------------------------------------
+
+def _cells(draw):
+    count = draw(st.integers(0, 6))
+    cells = []
+    for i in range(count):
+        memory = draw(st.integers(0, 200000))
+        small = draw(st.integers(0, memory))
+        cells.append(Cell(i, cpus(100 * i, draw(st.integers(0, 16))), memory,
+                          small_page_mb=small,
+                          small_page_used_mb=draw(st.integers(0, small))))
+    return cells
+
+
+@st.composite
+def hosts_and_requests(draw):
+    cells = _cells(draw)
+    host = fakes.host(cells, used_mb=draw(st.integers(0, 400000)),
+                      ratio=draw(st.sampled_from([1.0, 1.5])))
+    reserve = (draw(st.integers(0, 4096)),
+               draw(st.dictionaries(st.integers(0, 6), st.integers(0, 8192),
+                                    max_size=3)))
+    return dict(host=host,
+                memory_mb=draw(st.integers(0, 250000)),
+                vcpus=draw(st.integers(1, 32)),
+                reserve=reserve,
+                cpu_fit=draw(st.booleans()),
+                estimate=draw(st.sampled_from(['spread', 'worst_case',
+                                               'ignore'])),
+                placed=draw(st.integers(0, 3)))
+
+
+def _expected_free(host, reserve, estimate):
+    """Accounted free memory, written out independently of fit.py."""
+    default, per_node = reserve
+    numa = sum(c.numa_used_mb for c in host.cells)
+    non_numa = max(0, host.used_mb - numa)
+    total = sum(c.small_page_mb for c in host.cells if c.small_page_mb > 0)
+    free = {}
+    for c in host.cells:
+        share = {'ignore': 0, 'worst_case': non_numa,
+                 'spread': (non_numa * c.small_page_mb / total
+                            if total and c.small_page_mb > 0 else 0)}
+        cap = c.small_page_mb - per_node.get(c.id, default)
+        free[c.id] = int(cap * host.ram_allocation_ratio -
+                         c.small_page_used_mb - share[estimate])
+    return free
+
+
+class JudgePropertyTest(testtools.TestCase):
+
+    @hypothesis.settings(max_examples=400, deadline=None, derandomize=True)
+    @hypothesis.given(hosts_and_requests())
+    def test_passes_exactly_when_a_cell_holds_the_guest(self, case):
+        """Ensures the filter's invariant.
+
+        A host with at most one cell, or with no cell that has both shared
+        CPUs and small-page memory (no judgement possible), passes. Otherwise
+        it passes exactly when the cells that are big enough (capacity >=
+        memory and, with cpu_fit, CPUs >= vCPUs) have, in estimated free
+        memory, room for the earlier instances of the request and this one,
+        each guest inside one cell.
+        """
+        host, mem, vcpus = case['host'], case['memory_mb'], case['vcpus']
+        default, per_node = case['reserve']
+        verdict = fit.judge(**case)
+        usable = [c for c in host.cells if c.cpus and c.small_page_mb > 0]
+        big_enough = [
+            c for c in usable
+            if c.small_page_mb - per_node.get(c.id, default) >= mem and
+            (not case['cpu_fit'] or len(c.cpus) >= vcpus)]
+        if len(host.cells) <= 1 or not usable:
+            expected = True
+        elif not big_enough:
+            expected = False
+        elif mem == 0:
+            expected = True
+        else:
+            free = _expected_free(host, case['reserve'], case['estimate'])
+            room = sum(max(0, free[c.id]) // mem for c in big_enough)
+            expected = room > case['placed']
+        self.assertEqual(expected, verdict.passes, verdict.reason)
+        self.assertEqual(verdict.passes, verdict.reason is None)
+
+    @hypothesis.settings(max_examples=200, deadline=None, derandomize=True)
+    @hypothesis.given(hosts_and_requests(), st.integers(0, 250000))
+    def test_a_smaller_guest_fits_wherever_a_larger_one_does(self, case,
+                                                             smaller):
+        """Ensures the verdict is monotonic in the guest's memory."""
+        hypothesis.assume(smaller <= case['memory_mb'])
+        case['placed'] = 0
+        if fit.judge(**case).passes:
+            case['memory_mb'] = smaller
+            self.assertTrue(fit.judge(**case).passes)

@@ -1,0 +1,95 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+from nova import objects
+import testtools
+
+from nova_numa_guard import host_view
+from tests.unit import fakes
+
+
+def _cell(**kwargs):
+    fields = dict(id=0, cpuset={0, 1, 2, 3}, pcpuset={4, 5}, memory=65536,
+                  memory_usage=0, cpu_usage=0, pinned_cpus=set(),
+                  siblings=[])
+    fields.update(kwargs)
+    return objects.NUMACell(**fields)
+
+
+class CellFromNovaTest(testtools.TestCase):
+
+    def test_smallest_page_pool_is_small_page_memory(self):
+        """Ensures hugepages and reserved small pages are carved out."""
+        cell = host_view.cell_from_nova(_cell(
+            memory=65536, memory_usage=10240,
+            mempages=[
+                objects.NUMAPagesTopology(size_kb=1048576, total=32, used=8,
+                                          reserved=0),
+                objects.NUMAPagesTopology(size_kb=4, total=8388608,
+                                          used=524288, reserved=262144)],
+            network_metadata=objects.NetworkMetadata(physnets={'foo'},
+                                                     tunneled=True),
+            socket=1))
+        self.assertEqual(65536, cell.memory_mb)
+        self.assertEqual(32768 - 1024, cell.small_page_mb)
+        self.assertEqual(2048, cell.small_page_used_mb)
+        self.assertEqual(10240, cell.numa_used_mb)
+        self.assertEqual({1048576: (32, 8)}, cell.hugepages)
+        self.assertEqual(({0, 1, 2, 3}, {4, 5}), (cell.cpus, cell.pcpus))
+        self.assertEqual((frozenset({'foo'}), True, 1),
+                         (cell.physnets, cell.tunneled, cell.socket))
+
+    def test_missing_mempages_fall_back_to_memory(self):
+        """Ensures cells from computes without page data use memory."""
+        cell = host_view.cell_from_nova(_cell(memory=4096, memory_usage=1024))
+        self.assertEqual((4096, 1024), (cell.small_page_mb,
+                                        cell.small_page_used_mb))
+        self.assertEqual((frozenset(), False, None),
+                         (cell.physnets, cell.tunneled, cell.socket))
+
+
+class HostViewTest(testtools.TestCase):
+
+    def test_host_from_state(self):
+        """Ensures host-wide usage and ratio come from the HostState."""
+        state = fakes.host_state(fakes.seed_cells(), used_mb=2048, ratio=1.5)
+        host = host_view.host_from_state(state)
+        self.assertEqual('host1', host.name)
+        self.assertEqual([64328, 64510], [c.memory_mb for c in host.cells])
+        self.assertEqual((2048, 1.5), (host.used_mb,
+                                       host.ram_allocation_ratio))
+
+    def test_no_topology_gives_no_cells(self):
+        """Ensures non-libvirt hosts become hosts with no cells."""
+        state = fakes.host_state([])
+        self.assertIsNone(state.numa_topology)
+        self.assertEqual((), host_view.get(state).host.cells)
+
+    def test_placed_memory_is_the_drop_of_free_ram(self):
+        """Ensures the view sees what nova consumed since it was built."""
+        state = fakes.host_state(fakes.seed_cells())
+        view = host_view.get(state)
+        state.free_ram_mb -= 3000
+        self.assertIs(view, host_view.get(state))
+        self.assertEqual(3000, view.placed_mb(state))
+
+    def test_cells_are_memoised_per_compute_node_record(self):
+        """Ensures cells are re-read exactly when the record changes."""
+        state = fakes.host_state(fakes.seed_cells())
+        first = host_view.cells_from_state(state)
+        again = fakes.host_state(fakes.seed_cells())
+        again.updated = state.updated
+        self.assertIs(first, host_view.cells_from_state(again))
+        again.free_ram_mb -= 2048  # an instance came or went
+        self.assertIsNot(first, host_view.cells_from_state(again))
+        newer = fakes.host_state(fakes.seed_cells()[:1])
+        self.assertEqual(1, len(host_view.cells_from_state(newer)))

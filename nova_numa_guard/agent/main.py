@@ -1,0 +1,264 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The ``nova-numa-guard-agent`` command."""
+
+import argparse
+import signal
+import socket
+import sys
+import threading
+import time
+
+from oslo_cache import core as cache_core
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from nova_numa_guard.agent import collect
+from nova_numa_guard import conf as guard_conf
+from nova_numa_guard import payload
+from nova_numa_guard.sources import cache
+
+LOG = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+NAME
+    nova-numa-guard-agent - publish this compute host's live NUMA memory
+
+DESCRIPTION
+    Reads per-node memory, CPUs, distances and hugepages from
+    <sysfs-root>/devices/system/node/node*/ and the NUMA node of PCI devices
+    and NICs from <sysfs-root>/bus/pci/devices and <sysfs-root>/class/net,
+    and publishes one JSON payload for this host every
+    [numa_guard_agent] interval seconds through oslo.cache (the [cache]
+    section: memcached or redis), with a TTL of [numa_guard_agent] ttl.
+    The key is nova's compute host name: --host, else [DEFAULT] host of the
+    given configuration files (nova.conf), else the hostname. The
+    nova-scheduler's NUMACellFitFilter reads it with
+    [numa_guard] memory_source = cache.
+
+    Per node the payload carries mem_total_mb (MemTotal), mem_free_mb
+    (MemFree: what a guest without a NUMA topology gets locally now) and
+    mem_available_mb (MemFree + Inactive(file) + SReclaimable: what a guest
+    bound to the node can get before the kernel swaps or OOM-kills), all in
+    MiB. With [numa_guard] payload_signing_key set, the payload carries an
+    HMAC-SHA256 signature.
+
+    Unreadable sysfs files leave their node or device out; an unreachable
+    cache is retried with a doubling wait up to [numa_guard_agent]
+    max_backoff seconds. Each change of state is logged once."""
+
+EPILOG = """\
+FILES
+    /etc/nova/nova.conf
+        [DEFAULT] host, [cache], [numa_guard] payload_signing_key and
+        cache_timeout, [numa_guard_agent] interval, ttl, sysfs_root,
+        max_backoff. Give it with --config-file; several are merged in order.
+
+EXIT STATUS
+    0   --once: published (or printed); otherwise stopped by SIGTERM/SIGINT.
+    1   --once: nothing could be read from sysfs, or the cache refused it.
+    2   bad command line or configuration.
+
+EXAMPLES
+    Look at what would be published, without a cache:
+        nova-numa-guard-agent --once --print
+
+    Publish every 10 s, as the systemd unit does:
+        nova-numa-guard-agent --config-file /etc/nova/nova.conf
+
+    Payloads for the file memory source (simulation, tests):
+        cd /var/lib/nova-numa-guard/live && nova-numa-guard-agent \\
+            --once --print --host compute1 --sysfs-root ./fake-sys \\
+            > compute1.json
+
+SEE ALSO
+    numastat(8), nova-scheduler(1), [numa_guard] options of nova.conf."""
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog='nova-numa-guard-agent', description=DESCRIPTION,
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        '--config-file', metavar='PATH', action='append', default=[],
+        help='configuration file (nova.conf); repeat to merge several')
+    parser.add_argument(
+        '--sysfs-root', metavar='PATH',
+        help='read sysfs from PATH instead of [numa_guard_agent] '
+             'sysfs_root (default /sys)')
+    parser.add_argument(
+        '--host', metavar='NAME',
+        help="nova's compute host name to publish under (default: "
+             "[DEFAULT] host, else the hostname)")
+    parser.add_argument(
+        '--once', action='store_true',
+        help='read and publish (or print) one payload, then exit')
+    parser.add_argument(
+        '--print', action='store_true', dest='print_only',
+        help='print the payload as JSON on standard output instead of '
+             'publishing it')
+    return parser
+
+
+def load_config(files):
+    """A ``ConfigOpts`` with the agent's options, loaded from ``files``."""
+    conf = cfg.ConfigOpts()
+    guard_conf.register_agent_opts(conf)
+    conf.register_opt(cfg.StrOpt('host', default=socket.gethostname(),
+                                 help="nova's compute host name"))
+    cache_core.configure(conf)
+    logging.register_options(conf)
+    conf.set_default('use_stderr', True)
+    conf([], project='nova', prog='nova-numa-guard-agent',
+         default_config_files=files, use_env=False)
+    return conf
+
+
+def open_store(conf):
+    """The cache store, with ``[numa_guard_agent] ttl`` as the cache TTL."""
+    ttl = conf.numa_guard_agent.ttl
+    # The agent only writes: dogpile's expiration is moot here, and oslo.cache
+    # wants the backend's TTL to be at least it.
+    conf.set_override('expiration_time', ttl, group='cache')
+    conf.set_override('backend_expiration_time', ttl, group='cache')
+    return cache.Store(conf, conf.numa_guard.cache_timeout)
+
+
+class Agent:
+    """Reads sysfs and publishes the payload, keeping the state logs quiet.
+
+    :param conf: the loaded ``ConfigOpts``.
+    :param host: the compute host name.
+    :param sysfs_root: where sysfs is.
+    :param store: a :class:`nova_numa_guard.sources.cache.Store`, or None
+        for ``--print``.
+    """
+
+    def __init__(self, conf, host, sysfs_root, store=None, out=None):
+        self.conf = conf
+        self.host = host
+        self.sysfs_root = sysfs_root
+        self.store = store
+        self.out = out
+        self._key = conf.numa_guard.payload_signing_key
+        self._sysfs_problems = frozenset()
+        self._cache_down = None
+
+    def read(self):
+        """Build a payload now; None when no node could be read."""
+        data, problems = collect.collect(self.sysfs_root, self.host,
+                                         round(time.time(), 3), self._key)
+        state = frozenset(str(p) for p in problems)
+        if state != self._sysfs_problems:
+            if state:
+                LOG.warning("Cannot read part of sysfs; publishing what can "
+                            "be read: %s", '; '.join(sorted(state)))
+            else:
+                LOG.info("sysfs under %s reads cleanly again",
+                         self.sysfs_root)
+            self._sysfs_problems = state
+        return data
+
+    def publish_once(self):
+        """Read and publish (or print) one payload.
+
+        :returns: True on success.
+        """
+        data = self.read()
+        if data is None:
+            return False
+        raw = payload.encode(data)
+        if self.store is None:
+            self.out.write(raw.decode('utf-8') + '\n')
+            self.out.flush()
+            return True
+        try:
+            self.store.set(self.host, raw)
+        except Exception as exc:
+            reason = '%s: %s' % (type(exc).__name__, str(exc)[:200])
+            if self._cache_down is None:
+                LOG.warning("Cannot publish to the cache (%s); retrying with "
+                            "backoff", reason)
+            self._cache_down = reason
+            self.store.reconnect()
+            return False
+        if self._cache_down is not None:
+            LOG.info("Publishing to the cache again")
+            self._cache_down = None
+        LOG.debug("Published %d bytes for %s", len(raw), self.host)
+        return True
+
+    def run(self, stop):
+        """Publish every interval until ``stop`` (a threading.Event) is set.
+
+        After a failure the next attempt comes after 1 s, then 2, 4...
+        seconds, at most ``[numa_guard_agent] max_backoff``.
+        """
+        opts = self.conf.numa_guard_agent
+        backoff = 1
+        while not stop.is_set():
+            started = time.monotonic()
+            if self.publish_once():
+                backoff = 1
+                wait = opts.interval - (time.monotonic() - started)
+            else:
+                wait = min(backoff, opts.max_backoff)
+                backoff = min(backoff * 2, opts.max_backoff)
+            stop.wait(max(0.0, wait))
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        conf = load_config(args.config_file)
+        opts = conf.numa_guard_agent
+        # Read every option now: a bad value is a start-up error.
+        for name in ('interval', 'ttl', 'max_backoff'):
+            getattr(opts, name)
+        sysfs_root = args.sysfs_root or opts.sysfs_root
+        host = args.host or conf.host
+        store = None
+        if not args.print_only:
+            store = open_store(conf)
+    except (cfg.Error, ValueError) as exc:
+        sys.stderr.write('nova-numa-guard-agent: %s\n' %
+                         str(exc).splitlines()[0])
+        return 2
+    logging.setup(conf, 'nova-numa-guard-agent')
+    agent = Agent(conf, host, sysfs_root, store, out=sys.stdout)
+    if args.once:
+        if agent.publish_once():
+            return 0
+        problems = agent._sysfs_problems or agent._cache_down
+        if isinstance(problems, frozenset):
+            problems = '; '.join(sorted(problems))
+        sys.stderr.write('nova-numa-guard-agent: nothing published: %s\n' %
+                         problems)
+        return 1
+    stop = threading.Event()
+
+    def _stop(signum, frame):
+        LOG.info("Signal %d received, stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    LOG.info("Publishing live NUMA memory of %(host)s from %(root)s every "
+             "%(interval)d s", {'host': host, 'root': sysfs_root,
+                                'interval': opts.interval})
+    agent.run(stop)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

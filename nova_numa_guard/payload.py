@@ -1,0 +1,355 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The live-data payload: what the agent publishes and the scheduler trusts.
+
+One JSON object per compute host (schema 1)::
+
+    {"schema": 1,
+     "host": "<nova compute host name>",
+     "timestamp": <epoch seconds, float>,
+     "nodes": [{"id": 0,
+                "cpus": [0, 1, ...],
+                "mem_total_mb": 64328,
+                "mem_free_mb": 10501,
+                "mem_available_mb": 14285,
+                "hugepages": {"2048": {"total": 0, "free": 0}},
+                "distances": [10, 21]}, ...],
+     "devices": [{"address": "0000:81:00.0", "numa_node": 1,
+                  "class": "0x020000", "vendor_id": "8086",
+                  "product_id": "1528", "net": ["ens1f0"]}, ...],
+     "signature": "<hex HMAC-SHA256>"}
+
+Memory figures are MiB, rounded down, per NUMA node:
+
+* ``mem_total_mb``: the node's ``MemTotal``.
+* ``mem_free_mb``: the node's ``MemFree``: pages nobody uses. This is what a
+  guest without a NUMA topology gets *locally* right now: with the kernel's
+  default ``vm.zone_reclaim_mode = 0`` a page fault that finds no free page on
+  its node is served from another node before the node's page cache is
+  reclaimed. ``NUMACellFitFilter`` judges guests without a NUMA topology on
+  this figure.
+* ``mem_available_mb``: ``MemFree + Inactive(file) + SReclaimable``: free
+  pages plus the clean-ish page cache on the inactive list and reclaimable
+  slab, i.e. what the kernel can give a process whose memory is *bound* to the
+  node before it has to swap or OOM-kill. Active page cache, shared memory
+  (tmpfs, on the anonymous lists) and anonymous memory are not counted.
+  ``NUMACellFitFilter`` checks NUMA guests on small pages (bound strictly to
+  their cells by nova) against this figure.
+
+``signature`` is present when ``[numa_guard] payload_signing_key`` is set: the
+hex HMAC-SHA256, keyed with it, of the *canonical* JSON of every other field
+(keys sorted, separators ``,`` and ``:``, ASCII only), as
+:func:`canonical` makes it.
+
+Nothing here imports nova or reads configuration.
+"""
+
+import collections
+import hashlib
+import hmac
+import json
+import math
+
+SCHEMA = 1
+MAX_BYTES = 1024 * 1024
+# A node of more than 64 TiB, or more than 4096 nodes, CPUs per node beyond
+# 2**16, are not a real machine: such numbers are refused.
+MAX_NODE_MB = 64 * 1024 * 1024
+MAX_NODES = 4096
+MAX_CPU_ID = 2 ** 16
+MAX_DEVICES = 4096
+MAX_PAGES = 2 ** 40
+# How far in the future a timestamp may be (clock skew between hosts).
+MAX_CLOCK_SKEW = 5.0
+
+_INT = frozenset((int,))
+_TOP_KEYS = frozenset(('schema', 'host', 'timestamp', 'nodes', 'devices'))
+_NODE_MB_KEYS = ('mem_total_mb', 'mem_free_mb', 'mem_available_mb')
+
+# Reason codes of Untrusted, stable for tests and log searches.
+TOO_LARGE = 'too large'
+NOT_JSON = 'not JSON'
+BAD_SCHEMA = 'schema mismatch'
+UNSIGNED = 'unsigned'
+BAD_SIGNATURE = 'bad signature'
+WRONG_HOST = 'wrong host'
+FUTURE = 'timestamp in the future'
+STALE = 'stale'
+INSANE = 'implausible numbers'
+
+
+class Untrusted(ValueError):
+    """A payload that must not be used.
+
+    :ivar code: one of the reason codes of this module (``stale``...).
+    :ivar detail: one line with the specifics.
+    """
+
+    def __init__(self, code, detail):
+        self.code = code
+        self.detail = detail
+        super().__init__('%s: %s' % (code, detail))
+
+
+Trusted = collections.namedtuple(
+    'Trusted', 'host timestamp free_mb available_mb')
+Trusted.__doc__ = """A payload that passed every trust rule.
+
+:ivar host: the compute host name.
+:ivar timestamp: epoch seconds when the agent read the data.
+:ivar free_mb: ``{node_id: mem_free_mb}``.
+:ivar available_mb: ``{node_id: mem_available_mb}``.
+"""
+
+
+def canonical(payload):
+    """The bytes that are signed: canonical JSON without ``signature``."""
+    body = {k: v for k, v in payload.items() if k != 'signature'}
+    return json.dumps(body, sort_keys=True, separators=(',', ':'),
+                      ensure_ascii=True, allow_nan=False).encode('ascii')
+
+
+def signature(payload, key):
+    """Hex HMAC-SHA256 of :func:`canonical` ``(payload)`` keyed by ``key``."""
+    if isinstance(key, str):
+        key = key.encode('utf-8')
+    return hmac.new(key, canonical(payload), hashlib.sha256).hexdigest()
+
+
+def build(host, timestamp, nodes, devices=(), key=None):
+    """Assemble a payload dict, signed when ``key`` is given.
+
+    :param nodes: node dicts as in the module docstring.
+    :param devices: device dicts as in the module docstring.
+    """
+    payload = {'schema': SCHEMA, 'host': host, 'timestamp': timestamp,
+               'nodes': list(nodes), 'devices': list(devices)}
+    if key:
+        payload['signature'] = signature(payload, key)
+    return payload
+
+
+def encode(payload):
+    """The payload as the bytes the agent stores.
+
+    :func:`canonical` JSON, with ``signature`` (when present) appended as the
+    last member: the stored bytes before it are exactly what was signed, so
+    the scheduler checks the HMAC without serializing the payload again.
+    """
+    body = canonical(payload)
+    sig = payload.get('signature')
+    if sig is None:
+        return body
+    return body[:-1] + b',"signature":' + json.dumps(sig).encode() + b'}'
+
+
+def verify(raw, host, key=None, max_age=None, now=None):
+    """Check a stored payload against every trust rule.
+
+    :param raw: bytes (or str) as fetched from the store.
+    :param host: the compute host it was fetched for.
+    :param key: ``[numa_guard] payload_signing_key``; when set the payload
+        must carry a valid signature.
+    :param max_age: seconds; older payloads are stale. None: no age limit.
+    :param now: epoch seconds (``time.time()`` of the caller).
+    :returns: :class:`Trusted`.
+    :raises Untrusted: with the reason; never anything else.
+    """
+    try:
+        return _verify(raw, host, key, max_age, now)
+    except Untrusted:
+        raise
+    except Exception as exc:  # a rule we did not foresee: still not trusted
+        raise Untrusted(BAD_SCHEMA, 'unreadable payload (%s)' %
+                        type(exc).__name__)
+
+
+def _verify(raw, host, key, max_age, now):
+    if isinstance(raw, str):
+        raw = raw.encode('utf-8', 'surrogatepass')
+    if not isinstance(raw, (bytes, bytearray)):
+        raise Untrusted(NOT_JSON, 'stored value is a %s, not JSON bytes' %
+                        type(raw).__name__)
+    if len(raw) > MAX_BYTES:
+        raise Untrusted(TOO_LARGE, '%d bytes, more than %d' %
+                        (len(raw), MAX_BYTES))
+    try:
+        data = json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise Untrusted(NOT_JSON, _first_line(exc))
+    if not isinstance(data, dict):
+        raise Untrusted(BAD_SCHEMA, 'top level is a %s, not an object' %
+                        type(data).__name__)
+    if data.get('schema') != SCHEMA or type(data['schema']) is not int:
+        raise Untrusted(BAD_SCHEMA, 'schema %s, expected %d' %
+                        (_short(data.get('schema')), SCHEMA))
+    if key:
+        _check_signature(data, key, raw)
+    if data.get('host') != host:
+        raise Untrusted(WRONG_HOST, 'payload names host %s' %
+                        _short(data.get('host')))
+    missing = _TOP_KEYS.difference(data)
+    if missing:
+        raise Untrusted(BAD_SCHEMA, 'missing %s' % ', '.join(sorted(missing)))
+    timestamp = data['timestamp']
+    if (type(timestamp) not in (int, float) or not math.isfinite(timestamp)
+            or timestamp < 0):
+        raise Untrusted(BAD_SCHEMA, 'timestamp %s is not epoch seconds' %
+                        _short(timestamp))
+    if now is not None:
+        check_age(timestamp, max_age, now)
+    free, available = _check_nodes(data['nodes'])
+    _check_devices(data['devices'])
+    return Trusted(host, timestamp, free, available)
+
+
+def check_age(timestamp, max_age, now):
+    """The time rules alone (for a payload verified earlier).
+
+    :raises Untrusted: ``timestamp in the future`` beyond
+        ``MAX_CLOCK_SKEW``, or ``stale`` when older than ``max_age``.
+    """
+    if timestamp > now + MAX_CLOCK_SKEW:
+        raise Untrusted(FUTURE, '%.1f s ahead of this host' %
+                        (timestamp - now))
+    if max_age is not None and now - timestamp > max_age:
+        raise Untrusted(STALE, '%.0f s old, [numa_guard] max_data_age '
+                        'is %s s' % (now - timestamp, max_age))
+
+
+def _check_signature(data, key, raw):
+    sig = data.get('signature')
+    if sig is None:
+        raise Untrusted(UNSIGNED, 'no signature but [numa_guard] '
+                        'payload_signing_key is set')
+    if not isinstance(sig, str):
+        raise Untrusted(BAD_SIGNATURE, 'signature is not a string')
+    sig = sig.encode('ascii', 'replace')
+    if isinstance(key, str):
+        key = key.encode('utf-8')
+    # Fast path: the bytes as encode() lays them out. Only the key holder
+    # can make an HMAC match, so matching bytes are the agent's own.
+    suffix = b',"signature":"' + sig + b'"}'
+    if raw.endswith(suffix):
+        digest = hmac.new(key, raw[:-len(suffix)] + b'}',
+                          hashlib.sha256).hexdigest().encode('ascii')
+        if hmac.compare_digest(sig, digest):
+            return
+    # Any other layout (re-indented by a tool...): the canonical form.
+    if not hmac.compare_digest(sig, signature(data, key).encode('ascii')):
+        raise Untrusted(BAD_SIGNATURE, 'HMAC-SHA256 does not match '
+                        '[numa_guard] payload_signing_key')
+
+
+def _check_nodes(nodes):
+    if type(nodes) is not list or not nodes:
+        raise Untrusted(BAD_SCHEMA, 'nodes is not a non-empty list')
+    if len(nodes) > MAX_NODES:
+        raise Untrusted(INSANE, '%d nodes' % len(nodes))
+    free = {}
+    available = {}
+    for node in nodes:
+        if type(node) is not dict:
+            raise Untrusted(BAD_SCHEMA, 'a node is not an object')
+        node_id = node.get('id')
+        if type(node_id) is not int:
+            raise Untrusted(BAD_SCHEMA, 'node id %s is not an integer' %
+                            _short(node_id))
+        if not 0 <= node_id < MAX_NODES or node_id in free:
+            raise Untrusted(INSANE, 'node id %d is out of range or listed '
+                            'twice' % node_id)
+        total, mem_free, mem_avail = [_node_mb(node, node_id, name)
+                                      for name in _NODE_MB_KEYS]
+        if not mem_free <= mem_avail <= total:
+            raise Untrusted(INSANE, 'node %d: expected mem_free_mb %d <= '
+                            'mem_available_mb %d <= mem_total_mb %d' %
+                            (node_id, mem_free, mem_avail, total))
+        _check_int_list(node.get('cpus'), node_id, 'cpus', MAX_CPU_ID)
+        _check_int_list(node.get('distances'), node_id, 'distances', 256)
+        _check_hugepages(node.get('hugepages'), node_id)
+        free[node_id] = mem_free
+        available[node_id] = mem_avail
+    return free, available
+
+
+def _node_mb(node, node_id, name):
+    value = node.get(name)
+    if type(value) is not int:
+        raise Untrusted(BAD_SCHEMA, 'node %d: %s %s is not an integer' %
+                        (node_id, name, _short(value)))
+    if not 0 <= value <= MAX_NODE_MB:
+        raise Untrusted(INSANE, 'node %d: %s %d is negative or more than '
+                        '%d MB' % (node_id, name, value, MAX_NODE_MB))
+    return value
+
+
+def _check_int_list(values, node_id, name, limit):
+    if type(values) is not list:
+        raise Untrusted(BAD_SCHEMA, 'node %d: %s is not a list' %
+                        (node_id, name))
+    if not values:
+        return
+    # map/min/max run in C: this is on the scheduler's path for every host.
+    if not set(map(type, values)) <= _INT:
+        raise Untrusted(BAD_SCHEMA, 'node %d: %s holds a non-integer' %
+                        (node_id, name))
+    if min(values) < 0 or max(values) > limit:
+        raise Untrusted(INSANE, 'node %d: %s holds %d..%d' %
+                        (node_id, name, min(values), max(values)))
+
+
+def _check_hugepages(pages, node_id):
+    if type(pages) is not dict:
+        raise Untrusted(BAD_SCHEMA, 'node %d: hugepages is not an object' %
+                        node_id)
+    for size, counts in pages.items():
+        if not size.isdigit() or type(counts) is not dict:
+            raise Untrusted(BAD_SCHEMA, 'node %d: hugepages entry %s' %
+                            (node_id, _short(size)))
+        total, free = counts.get('total'), counts.get('free')
+        if type(total) is not int or type(free) is not int:
+            raise Untrusted(BAD_SCHEMA, 'node %d: hugepages %s kB counts '
+                            'are not integers' % (node_id, size))
+        if not 0 <= free <= total <= MAX_PAGES:
+            raise Untrusted(INSANE, 'node %d: hugepages %s kB free %d, '
+                            'total %d' % (node_id, size, free, total))
+
+
+def _check_devices(devices):
+    if type(devices) is not list:
+        raise Untrusted(BAD_SCHEMA, 'devices is not a list')
+    if len(devices) > MAX_DEVICES:
+        raise Untrusted(INSANE, '%d devices' % len(devices))
+    for device in devices:
+        if type(device) is not dict or not isinstance(
+                device.get('address'), str):
+            raise Untrusted(BAD_SCHEMA, 'a device has no address')
+        numa_node = device.get('numa_node')
+        if numa_node is not None and (type(numa_node) is not int or
+                                      not 0 <= numa_node < MAX_NODES):
+            raise Untrusted(BAD_SCHEMA, 'device %s: numa_node %s' %
+                            (_short(device['address']), _short(numa_node)))
+
+
+def _no_constant(name):
+    raise ValueError('%s is not a number' % name)
+
+
+def _short(value):
+    """A value for a log line: repr cut to 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + '...'
+
+
+def _first_line(exc):
+    return str(exc).splitlines()[0][:120] if str(exc) else repr(exc)

@@ -1,0 +1,59 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The ``file`` memory source: payloads in ``<live_data_path>/<host>.json``.
+
+Each file holds one payload as ``nova-numa-guard-agent --once --print``
+prints it. The files are read afresh at every scheduling request (no memo),
+so a test or a simulation can change them between requests.
+"""
+
+import os
+import re
+
+from nova_numa_guard import payload
+from nova_numa_guard.sources import live
+
+# Nova host names are DNS-ish names; anything else never becomes a path.
+_SAFE_HOST = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.:-]*$')
+
+
+class FileSource(live.PayloadSource):
+    """Live per-node memory from JSON files, one per compute host."""
+
+    def __init__(self, conf=None):
+        super().__init__(conf)
+        self._path = self._conf.numa_guard.live_data_path
+
+    def fetch_raw(self, host_names):
+        if not os.path.isdir(self._path):
+            raise live.Unavailable('[numa_guard] live_data_path %s is not a '
+                                   'directory' % self._path)
+        values = {}
+        for host in host_names:
+            if not _SAFE_HOST.match(host) or '..' in host:
+                values[host] = payload.Untrusted(
+                    payload.BAD_SCHEMA, 'host name %r cannot be a file name'
+                    % host[:40])
+                continue
+            path = os.path.join(self._path, host + '.json')
+            try:
+                with open(path, 'rb') as handle:
+                    # One byte more than allowed, so verify() sees "too big".
+                    values[host] = handle.read(payload.MAX_BYTES + 1)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                values[host] = payload.Untrusted(
+                    live.MISSING, 'cannot read %s: %s' %
+                    (path, exc.strerror or exc))
+        return values

@@ -1,0 +1,215 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The sysfs reader against fake trees, including the seed's numastat."""
+
+import os
+
+import fixtures
+import hypothesis
+from hypothesis import strategies as st
+import testtools
+
+from nova_numa_guard.inputs import InputError
+from nova_numa_guard.inputs import sysfs
+from tests import fake_sysfs
+
+PROPERTY = hypothesis.settings(max_examples=200, deadline=None,
+                               derandomize=True)
+
+
+class SysfsTestCase(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.root = self.useFixture(fixtures.TempDir()).path
+
+    def write_seed(self):
+        return fake_sysfs.write_seed_tree(self.root)
+
+    def node_file(self, node_id, name):
+        return os.path.join(self.root, 'devices', 'system', 'node',
+                            'node%d' % node_id, name)
+
+
+class SeedTreeTest(SysfsTestCase):
+
+    def test_seed_nodes_read_with_numastat_figures(self):
+        """Ensures the seed's numastat -m figures come back per node."""
+        self.write_seed()
+        nodes = sysfs.read_nodes(self.root)
+        self.assertEqual([0, 1], [n.id for n in nodes])
+        self.assertEqual([10501, 2769], [n.mb('MemFree') for n in nodes])
+        self.assertEqual([64328, 64510], [n.mb('MemTotal') for n in nodes])
+        self.assertEqual([6115, 7584], [n.mb('FilePages') for n in nodes])
+        self.assertEqual([14286, 7854],
+                         [n.available_kb // 1024 for n in nodes])
+
+    def test_seed_cpus_distances_hugepages(self):
+        self.write_seed()
+        node0, node1 = sysfs.read_nodes(self.root)
+        self.assertEqual([0, 1, 2, 3, 4, 5, 12, 13, 14, 15, 16, 17],
+                         node0.cpus)
+        self.assertEqual(list(range(6, 12)) + list(range(18, 24)),
+                         node1.cpus)
+        self.assertEqual([10, 21], node0.distances)
+        self.assertEqual([21, 10], node1.distances)
+        self.assertEqual({2048: (0, 0), 1048576: (0, 0)}, node0.hugepages)
+
+    def test_seed_devices_and_nics(self):
+        """Ensures NICs and NVMe are read with their nodes, bridges not."""
+        self.write_seed()
+        devices, problems = sysfs.read_devices(self.root)
+        self.assertEqual([], problems)
+        by_address = {d.address: d for d in devices}
+        self.assertEqual(['0000:03:00.0', '0000:81:00.0', '0000:81:00.1'],
+                         sorted(by_address))
+        nic = by_address['0000:81:00.0']
+        self.assertEqual((1, '0x020000', '8086', '1528', ['ens1f0']),
+                         (nic.numa_node, nic.pci_class, nic.vendor_id,
+                          nic.product_id, nic.net))
+        self.assertEqual(0, by_address['0000:03:00.0'].numa_node)
+
+    def test_unknown_device_node_is_none(self):
+        fake_sysfs.write_tree(self.root, fake_sysfs.seed_nodes(), [
+            {'address': '0000:05:00.0', 'numa_node': -1,
+             'class': '0x020000', 'vendor': '0x15b3', 'device': '0x1017'}])
+        devices, _ = sysfs.read_devices(self.root)
+        self.assertIsNone(devices[0].numa_node)
+
+    def test_hugepages_counted(self):
+        nodes = fake_sysfs.seed_nodes()
+        nodes[1]['hugepages'] = {1048576: (16, 4)}
+        fake_sysfs.write_tree(self.root, nodes)
+        self.assertEqual({1048576: (16, 4)},
+                         sysfs.read_nodes(self.root)[1].hugepages)
+
+    def test_memory_only_node_has_no_cpus(self):
+        nodes = fake_sysfs.seed_nodes()
+        nodes[1]['cpulist'] = ''
+        fake_sysfs.write_tree(self.root, nodes)
+        self.assertEqual([], sysfs.read_nodes(self.root)[1].cpus)
+
+
+class BadTreeTest(SysfsTestCase):
+
+    def assert_input_error(self, needle, func, *args):
+        exc = self.assertRaises(InputError, func, *args)
+        self.assertIn(needle, str(exc))
+        self.assertEqual(1, len(str(exc).splitlines()))
+        return exc
+
+    def test_missing_node_directory(self):
+        """Ensures a tree without nodes gives a one-line error."""
+        self.assert_input_error('cannot list NUMA nodes',
+                                sysfs.read_nodes, self.root)
+
+    def test_missing_meminfo_names_the_file(self):
+        nodes = fake_sysfs.seed_nodes()
+        nodes[1]['meminfo'] = None
+        fake_sysfs.write_tree(self.root, nodes)
+        exc = self.assert_input_error('cannot read', sysfs.read_nodes,
+                                      self.root)
+        self.assertEqual(self.node_file(1, 'meminfo'), exc.source)
+
+    def test_tolerant_read_keeps_good_nodes(self):
+        """Ensures one unreadable node does not hide the others."""
+        nodes = fake_sysfs.seed_nodes()
+        nodes[0]['cpulist'] = None
+        fake_sysfs.write_tree(self.root, nodes)
+        good, problems = sysfs.read_nodes_tolerant(self.root)
+        self.assertEqual([1], [n.id for n in good])
+        self.assertEqual([self.node_file(0, 'cpulist')],
+                         [p.source for p in problems])
+
+    def test_truncated_meminfo(self):
+        """Ensures meminfo cut before MemFree is refused."""
+        text = 'Node 0 MemTotal:       65872056 kB\nNode 0 MemF'
+        self.assert_input_error('line 2', sysfs.parse_meminfo, text, 'm', 0)
+        self.assert_input_error('truncated: no MemFree', sysfs.parse_meminfo,
+                                'Node 0 MemTotal: 65872056 kB\n', 'm', 0)
+        self.assert_input_error('truncated: no MemTotal or MemFree',
+                                sysfs.parse_meminfo, '', 'm', 0)
+
+    def test_non_numeric_meminfo(self):
+        self.assert_input_error('not a whole number', sysfs.parse_meminfo,
+                                'Node 0 MemTotal: 12x kB\n'
+                                'Node 0 MemFree: 1 kB\n', 'm', 0)
+        self.assert_input_error('not a whole number', sysfs.parse_meminfo,
+                                'Node 0 MemTotal: -5 kB\n'
+                                'Node 0 MemFree: 1 kB\n', 'm', 0)
+
+    def test_huge_meminfo_value(self):
+        self.assert_input_error('implausibly large', sysfs.parse_meminfo,
+                                'Node 0 MemTotal: %d kB\n' % (2 ** 60),
+                                'm', 0)
+
+    def test_free_above_total(self):
+        self.assert_input_error('more than MemTotal', sysfs.parse_meminfo,
+                                'Node 0 MemTotal: 10 kB\n'
+                                'Node 0 MemFree: 11 kB\n', 'm', 0)
+
+    def test_other_nodes_lines(self):
+        self.assert_input_error('about node 1', sysfs.parse_meminfo,
+                                'Node 1 MemTotal: 10 kB\n', 'm', 0)
+
+    def test_bad_cpulist_and_distance(self):
+        self.assert_input_error('bad CPU', sysfs.parse_cpulist, '0-a', 'c')
+        self.assert_input_error('bad CPU range', sysfs.parse_cpulist, '5-2',
+                                'c')
+        self.assert_input_error('distances', sysfs.parse_distance, '10 x',
+                                'd')
+        self.assertEqual([0, 1, 2, 7], sysfs.parse_cpulist('0-2,7\n', 'c'))
+
+    def test_bad_hugepage_counts(self):
+        nodes = fake_sysfs.seed_nodes()
+        nodes[0]['hugepages'] = {2048: (4, 8)}
+        fake_sysfs.write_tree(self.root, nodes)
+        self.assert_input_error('more than nr_hugepages', sysfs.read_nodes,
+                                self.root)
+
+    def test_binary_file(self):
+        nodes = fake_sysfs.seed_nodes()
+        fake_sysfs.write_tree(self.root, nodes)
+        with open(self.node_file(0, 'meminfo'), 'wb') as handle:
+            handle.write(b'\xff\xfe garbage')
+        self.assert_input_error('not ASCII', sysfs.read_nodes, self.root)
+
+    def test_unreadable_device_reported_not_raised(self):
+        fake_sysfs.write_tree(self.root, fake_sysfs.seed_nodes(), [
+            {'address': '0000:05:00.0', 'numa_node': 'x',
+             'class': '0x020000', 'vendor': '0x15b3', 'device': '0x1017'},
+            {'address': '0000:06:00.0', 'numa_node': 0,
+             'class': None, 'vendor': '0x15b3', 'device': '0x1017'}])
+        devices, problems = sysfs.read_devices(self.root)
+        self.assertEqual([], devices)
+        self.assertEqual(2, len(problems))
+
+    @PROPERTY
+    @hypothesis.given(st.text(max_size=400))
+    def test_meminfo_parser_never_raises_anything_else(self, text):
+        """Ensures any meminfo text parses or gives an InputError."""
+        try:
+            values = sysfs.parse_meminfo(text, 'meminfo', 0)
+        except InputError as exc:
+            self.assertEqual(1, len(str(exc).splitlines()))
+        else:
+            self.assertLessEqual(values['MemFree'], values['MemTotal'])
+
+    @PROPERTY
+    @hypothesis.given(st.text(alphabet='0123456789-,^ x\n', max_size=40))
+    def test_cpulist_parser_never_raises_anything_else(self, text):
+        try:
+            cpus = sysfs.parse_cpulist(text, 'cpulist')
+        except InputError:
+            return
+        self.assertEqual(sorted(set(cpus)), cpus)

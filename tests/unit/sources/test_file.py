@@ -1,0 +1,228 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The ``file`` memory source and how NUMACellFitFilter uses live data."""
+
+import os
+import time
+
+import fixtures
+from nova import objects
+
+from nova_numa_guard import payload
+from nova_numa_guard import sources
+from nova_numa_guard.sources import accounted
+from nova_numa_guard.sources import base as sources_base
+from tests.unit.sources import base
+
+
+class FileSourceTestCase(base.LiveSourceTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.path = self.useFixture(fixtures.TempDir()).path
+        self.flags(memory_source='file', live_data_path=self.path)
+
+    def write(self, host, data=None, raw=None, name=None):
+        if raw is None:
+            raw = payload.encode(data or base.seed_payload(host))
+        with open(os.path.join(self.path, (name or host) + '.json'),
+                  'wb') as handle:
+            handle.write(raw)
+
+
+class FileSourceTest(FileSourceTestCase):
+
+    def test_reads_payloads_afresh_at_every_request(self):
+        """Ensures a changed file is seen by the next request."""
+        source = sources.load('file')
+        self.write('compute1')
+        self.assertEqual({0: 10501, 1: 2769},
+                         source.live_free_mb(['compute1'])['compute1'])
+        self.write('compute1', base.seed_payload(
+            'compute1', free={0: 30000, 1: 20000}))
+        self.assertEqual({0: 30000, 1: 20000},
+                         source.live_free_mb(['compute1'])['compute1'])
+        os.unlink(os.path.join(self.path, 'compute1.json'))
+        live = source.live_free_mb(['compute1'])
+        self.assertEqual({}, dict(live))
+        self.assertIn('no live data', live.missing['compute1'])
+
+    def test_untrusted_files_are_missing_with_reasons(self):
+        """Ensures every bad payload is ignored with its reason."""
+        old = time.time() - 3600
+        self.write('stale', base.seed_payload('stale', timestamp=old))
+        self.write('future', base.seed_payload(
+            'future', timestamp=time.time() + 3600))
+        self.write('other', base.seed_payload('compute9'))
+        self.write('big', raw=b' ' * (payload.MAX_BYTES + 1))
+        self.write('junk', raw=b'\x89PNG\r\n')
+        live = sources.load('file').live_free_mb(
+            ['stale', 'future', 'other', 'big', 'junk', '../etc/passwd'])
+        self.assertEqual({}, dict(live))
+        self.assertEqual(
+            {'stale': payload.STALE, 'future': payload.FUTURE,
+             'other': payload.WRONG_HOST, 'big': payload.TOO_LARGE,
+             'junk': payload.NOT_JSON, '../etc/passwd': payload.BAD_SCHEMA},
+            {h: r.split(':')[0] for h, r in live.missing.items()})
+
+    def test_missing_directory_is_an_outage(self):
+        """Ensures a missing live_data_path means accounted for all."""
+        self.flags(live_data_path=os.path.join(self.path, 'nope'))
+        live = sources.load('file').live_free_mb(['compute1'])
+        self.assertIn('is not a directory', live.unavailable)
+        self.assertEqual({}, live.missing)
+
+    def test_unknown_source_fails_at_start(self):
+        exc = self.assertRaises(sources.UnknownMemorySource, sources.load,
+                                'memcache')
+        self.assertIn('accounted, cache, file', str(exc))
+
+    def test_accounted_source_has_no_live_data(self):
+        self.assertFalse(accounted.AccountedSource.live)
+        self.assertEqual({}, accounted.AccountedSource().live_free_mb(['h']))
+
+
+class FilterWithLiveDataTest(FileSourceTestCase):
+    """NUMACellFitFilter through nova's handler with the file source."""
+
+    def test_live_data_rejects_what_accounted_data_accepts(self):
+        """Ensures the seed's live figures reject a 16 GB guest."""
+        hosts = self.host_states(2)
+        self.write('compute0')
+        self.assertEqual(['compute1'], self.run_filter(hosts))
+        self.assertIn('compute0, compute0 fails NUMA cell fit: needs 16384 '
+                      'MB free in one cell; live free: cell 0 10501 MB, '
+                      'cell 1 2769 MB', self.log.output)
+
+    def test_live_data_minus_the_reserve(self):
+        hosts = self.host_states(1)
+        self.write('compute0', base.seed_payload(
+            'compute0', free={0: 17000, 1: 2769}))
+        self.assertEqual(['compute0'], self.run_filter(hosts))
+        self.flags(reserved_node_memory_mb='1024')
+        self.assertEqual([], self.run_filter(hosts))
+
+    def test_live_data_that_fits(self):
+        hosts = self.host_states(1)
+        self.write('compute0')
+        self.assertEqual(['compute0'], self.run_filter(hosts, 8192))
+
+    def test_on_missing_live_data_policies(self):
+        """Ensures accounted, pass and reject apply to hosts without data."""
+        # A host whose accounted data rejects the guest: 60 GB used.
+        full = base.fakes.host_state(base.fakes.seed_cells(), used_mb=100000,
+                                     name='full')
+        hosts = [full] + self.host_states(1)
+        self.write('stale', base.seed_payload('full', timestamp=1),
+                   name='full')
+        self.assertEqual(['compute0'], self.run_filter(hosts))
+        self.flags(on_missing_live_data='pass')
+        self.assertEqual(['full', 'compute0'], self.run_filter(hosts))
+        self.flags(on_missing_live_data='reject')
+        self.assertEqual([], self.run_filter(hosts))
+        self.assertIn('full, full fails NUMA cell fit: no trusted live '
+                      'memory data (stale: ', self.log.output)
+        self.assertIn('compute0, compute0 fails NUMA cell fit: no trusted '
+                      'live memory data (missing: no live data stored)',
+                      self.log.output)
+        self.assertIn('no host has trusted live memory data', self.log.output)
+
+    def test_reject_policy_ignored_when_the_store_is_down(self):
+        """Ensures an outage means accounted mode, whatever the policy."""
+        self.flags(on_missing_live_data='reject',
+                   live_data_path=os.path.join(self.path, 'nope'))
+        self.assertEqual(['compute0'], self.run_filter(self.host_states(1)))
+
+    def test_node_mismatch_is_missing_data(self):
+        """Ensures live data for other nodes than nova's is not used."""
+        data = base.seed_payload('compute0')
+        data['nodes'] = data['nodes'][:1]
+        self.write('compute0', data)
+        self.flags(on_missing_live_data='reject')
+        self.assertEqual([], self.run_filter(self.host_states(1)))
+        self.assertIn('live data has nodes [0], nova has cells [0, 1]',
+                      self.log.output)
+
+    def test_source_that_raises_means_accounted(self):
+        """Ensures a broken source never raises into nova."""
+        filter_obj = base.numa_cell_fit.NUMACellFitFilter()
+        self.useFixture(fixtures.MockPatchObject(
+            filter_obj._source, 'fetch_raw', side_effect=MemoryError('x')))
+        self.assertEqual(['compute0'], self.run_filter(
+            self.host_states(1), filter_obj=filter_obj))
+
+    def test_dry_run_keeps_hosts(self):
+        self.flags(dry_run=True)
+        self.write('compute0')
+        self.assertEqual(['compute0'], self.run_filter(self.host_states(1)))
+        self.assertIn('(dry run, not rejected)', self.log.output)
+
+
+def numa_request(*cell_mb, pagesize=None):
+    cells = [objects.InstanceNUMACell(id=i, cpuset={i}, pcpuset=set(),
+                                      memory=mb, pagesize=pagesize)
+             for i, mb in enumerate(cell_mb)]
+    return objects.InstanceNUMATopology(cells=cells)
+
+
+class NUMAGuestLiveCheckTest(FileSourceTestCase):
+    """NUMA guests on small pages get the live check."""
+
+    def test_small_page_numa_guest_needs_live_memory_per_cell(self):
+        """Ensures a 16 GB hw:numa_nodes=1 guest is refused on the seed."""
+        self.write('compute0')
+        hosts = self.host_states(1)
+        self.assertEqual([], self.run_filter(
+            hosts, numa_topology=numa_request(16384)))
+        self.assertIn('NUMA guest needs 16384 MB on 1 distinct cells; live '
+                      'available after the reserve: cell 0 14286 MB, cell 1 '
+                      '7854 MB', self.log.output)
+        self.assertIn('the NUMA guest needs 16384 MB of live available '
+                      'memory on 1 distinct cells', self.log.output)
+
+    def test_guest_cells_need_distinct_host_cells(self):
+        """Ensures two 7 GB guest cells fit, two 8 GB ones do not."""
+        self.write('compute0')
+        hosts = self.host_states(1)
+        self.assertEqual(['compute0'], self.run_filter(
+            hosts, numa_topology=numa_request(7168, 7168)))
+        self.assertEqual([], self.run_filter(
+            hosts, numa_topology=numa_request(8192, 8192)))
+        self.assertEqual(['compute0'], self.run_filter(
+            hosts, numa_topology=numa_request(12288, 4096)))
+
+    def test_hugepage_guest_left_to_nova(self):
+        """Ensures hugepage-backed NUMA guests are not checked."""
+        self.write('compute0')
+        self.assertEqual(['compute0'], self.run_filter(
+            self.host_states(1), numa_topology=numa_request(
+                16384, pagesize=2048)))
+
+    def test_numa_guest_without_live_data_passes(self):
+        self.assertEqual(['compute0'], self.run_filter(
+            self.host_states(1), numa_topology=numa_request(16384)))
+
+    def test_accounted_source_leaves_numa_guests_alone(self):
+        self.flags(memory_source='accounted')
+        self.write('compute0')
+        self.assertEqual(['compute0'], self.run_filter(
+            self.host_states(1), numa_topology=numa_request(16384)))
+
+
+class LiveDataTest(base.LiveSourceTestCase):
+
+    def test_live_data_is_a_dict(self):
+        live = sources_base.LiveData({'h': {0: 1}}, missing={'g': 'why'})
+        self.assertEqual({'h': {0: 1}}, live)
+        self.assertEqual({'g': 'why'}, live.missing)
+        self.assertIsNone(live.unavailable)

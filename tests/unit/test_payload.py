@@ -1,0 +1,241 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The live-data payload: schema, signature and every trust rule."""
+
+import copy
+import json
+
+import hypothesis
+from hypothesis import strategies as st
+import testtools
+
+from nova_numa_guard import payload
+
+NOW = 1_800_000_000.0
+KEY = 'sekrit-key'
+PROPERTY = hypothesis.settings(max_examples=200, deadline=None,
+                               derandomize=True)
+
+
+def seed_payload(host='compute1', timestamp=NOW - 5, key=None):
+    nodes = [
+        {'id': 0, 'cpus': [0, 1, 2, 3, 4, 5, 12, 13, 14, 15, 16, 17],
+         'mem_total_mb': 64328, 'mem_free_mb': 10501,
+         'mem_available_mb': 14286,
+         'hugepages': {'2048': {'total': 0, 'free': 0}},
+         'distances': [10, 21]},
+        {'id': 1, 'cpus': [6, 7, 8, 9, 10, 11, 18, 19, 20, 21, 22, 23],
+         'mem_total_mb': 64510, 'mem_free_mb': 2769,
+         'mem_available_mb': 7854,
+         'hugepages': {'2048': {'total': 0, 'free': 0}},
+         'distances': [21, 10]},
+    ]
+    devices = [{'address': '0000:81:00.0', 'numa_node': 1,
+                'class': '0x020000', 'vendor_id': '8086',
+                'product_id': '1528', 'net': ['ens1f0']}]
+    return payload.build(host, timestamp, nodes, devices, key=key)
+
+
+def raw(data):
+    return payload.encode(data)
+
+
+class VerifyTest(testtools.TestCase):
+
+    def assert_untrusted(self, code, value, host='compute1', key=None,
+                         max_age=30):
+        exc = self.assertRaises(payload.Untrusted, payload.verify, value,
+                                host, key, max_age, NOW)
+        self.assertEqual(code, exc.code, str(exc))
+        return exc
+
+    def test_seed_payload_is_trusted(self):
+        """Ensures a fresh, well-formed payload yields both memory figures."""
+        trusted = payload.verify(raw(seed_payload()), 'compute1', None, 30,
+                                 NOW)
+        self.assertEqual({0: 10501, 1: 2769}, trusted.free_mb)
+        self.assertEqual({0: 14286, 1: 7854}, trusted.available_mb)
+        self.assertEqual('compute1', trusted.host)
+
+    def test_signed_payload_is_trusted_with_the_key(self):
+        """Ensures a payload signed with the key verifies."""
+        data = seed_payload(key=KEY)
+        self.assertEqual(64, len(data['signature']))
+        trusted = payload.verify(raw(data), 'compute1', KEY, 30, NOW)
+        self.assertEqual({0: 10501, 1: 2769}, trusted.free_mb)
+
+    def test_signature_ignored_without_a_key(self):
+        """Ensures a signed payload is usable by a scheduler with no key."""
+        payload.verify(raw(seed_payload(key=KEY)), 'compute1', None, 30, NOW)
+
+    def test_unsigned_payload_refused_when_a_key_is_set(self):
+        """Ensures an unsigned payload is ignored when a key is configured."""
+        self.assert_untrusted(payload.UNSIGNED, raw(seed_payload()), key=KEY)
+
+    def test_forged_payload_refused(self):
+        """Ensures a payload signed with another key is ignored."""
+        self.assert_untrusted(payload.BAD_SIGNATURE,
+                              raw(seed_payload(key='other')), key=KEY)
+
+    def test_tampered_payload_refused(self):
+        """Ensures changing a signed figure breaks the signature."""
+        data = seed_payload(key=KEY)
+        data['nodes'][1]['mem_free_mb'] = 60000
+        data['nodes'][1]['mem_available_mb'] = 60000
+        self.assert_untrusted(payload.BAD_SIGNATURE, raw(data), key=KEY)
+
+    def test_signed_payload_verifies_in_any_layout(self):
+        """Ensures a signed payload re-indented by a tool still verifies."""
+        data = seed_payload(key=KEY)
+        self.assertTrue(raw(data).endswith(
+            b',"signature":"%s"}' % data['signature'].encode()))
+        pretty = json.dumps(data, indent=2).encode()
+        payload.verify(pretty, 'compute1', KEY, 30, NOW)
+        pretty = pretty.replace(b'10501', b'30501').replace(b'14286',
+                                                            b'34286')
+        self.assert_untrusted(payload.BAD_SIGNATURE, pretty, key=KEY)
+
+    def test_non_string_signature_refused(self):
+        data = seed_payload(key=KEY)
+        data['signature'] = 12
+        self.assert_untrusted(payload.BAD_SIGNATURE, raw(data), key=KEY)
+
+    def test_wrong_host_refused(self):
+        """Ensures a payload naming another host is ignored."""
+        exc = self.assert_untrusted(payload.WRONG_HOST,
+                                    raw(seed_payload(host='compute2')))
+        self.assertIn("'compute2'", exc.detail)
+
+    def test_wrong_host_refused_even_when_signed(self):
+        """Ensures a replayed signed payload of another host is ignored."""
+        self.assert_untrusted(payload.WRONG_HOST,
+                              raw(seed_payload(host='compute2', key=KEY)),
+                              key=KEY)
+
+    def test_stale_payload_refused(self):
+        """Ensures a payload older than max_data_age is ignored."""
+        exc = self.assert_untrusted(payload.STALE,
+                                    raw(seed_payload(timestamp=NOW - 31)))
+        self.assertIn('31 s old', exc.detail)
+
+    def test_payload_at_the_age_limit_is_trusted(self):
+        payload.verify(raw(seed_payload(timestamp=NOW - 30)), 'compute1',
+                       None, 30, NOW)
+
+    def test_future_timestamp_refused(self):
+        """Ensures clock skew beyond the allowance is refused."""
+        self.assert_untrusted(payload.FUTURE,
+                              raw(seed_payload(timestamp=NOW + 60)))
+
+    def test_small_clock_skew_tolerated(self):
+        payload.verify(raw(seed_payload(timestamp=NOW + 2)), 'compute1',
+                       None, 30, NOW)
+
+    def test_too_large_refused(self):
+        """Ensures a payload above 1 MiB is refused before parsing."""
+        data = seed_payload()
+        data['padding'] = 'x' * payload.MAX_BYTES
+        self.assert_untrusted(payload.TOO_LARGE, raw(data))
+
+    def test_garbage_bytes_refused(self):
+        for value in (b'\x80\x04\x95garbage', b'', b'{"schema": 1',
+                      b'\xff\xfe\x00', b'[' * 100000, b'NaN'):
+            self.assert_untrusted(payload.NOT_JSON, value)
+
+    def test_pickled_object_is_not_json(self):
+        """Ensures a non-bytes value from a store is refused."""
+        self.assert_untrusted(payload.NOT_JSON, {'schema': 1})
+
+    def test_schema_mismatch_refused(self):
+        for change in ({'schema': 2}, {'schema': True}, {'schema': '1'},
+                       {'nodes': []}, {'nodes': {}}, {'devices': {}},
+                       {'timestamp': 'yesterday'}, {'timestamp': None}):
+            data = seed_payload()
+            data.update(change)
+            self.assert_untrusted(payload.BAD_SCHEMA, raw(data))
+        data = seed_payload()
+        del data['devices']
+        self.assert_untrusted(payload.BAD_SCHEMA, raw(data))
+        self.assert_untrusted(payload.BAD_SCHEMA, b'[1, 2]')
+
+    def test_node_field_types_checked(self):
+        for field, value in (('mem_free_mb', 2769.5), ('mem_free_mb', '1'),
+                             ('mem_total_mb', None), ('mem_free_mb', True),
+                             ('cpus', '0-5'), ('cpus', [0.5]),
+                             ('distances', None), ('hugepages', []),
+                             ('id', '1')):
+            data = seed_payload()
+            data['nodes'][1][field] = value
+            self.assert_untrusted(payload.BAD_SCHEMA, raw(data))
+
+    def test_implausible_numbers_refused(self):
+        """Ensures free > total, negative and huge figures are refused."""
+        for changes in ({'mem_free_mb': 70000, 'mem_available_mb': 70000},
+                        {'mem_free_mb': 9000},
+                        {'mem_free_mb': -1},
+                        {'mem_total_mb': 2 ** 40, 'mem_available_mb': 2 ** 40,
+                         'mem_free_mb': 2 ** 40},
+                        {'id': -1}, {'id': 0},
+                        {'hugepages': {'2048': {'total': 1, 'free': 2}}},
+                        {'cpus': [-3]}):
+            data = seed_payload()
+            data['nodes'][1].update(changes)
+            self.assert_untrusted(payload.INSANE, raw(data))
+
+    def test_number_too_long_to_parse_refused(self):
+        text = raw(seed_payload()).replace(b'"mem_free_mb":2769',
+                                           b'"mem_free_mb":' + b'9' * 5000)
+        self.assertRaises(payload.Untrusted, payload.verify, text,
+                          'compute1', None, 30, NOW)
+
+    def test_canonical_form_ignores_key_order(self):
+        data = seed_payload()
+        shuffled = dict(reversed(list(copy.deepcopy(data).items())))
+        self.assertEqual(payload.canonical(data), payload.canonical(shuffled))
+        self.assertEqual(payload.signature(data, KEY),
+                         payload.signature(shuffled, KEY))
+
+    @PROPERTY
+    @hypothesis.given(st.binary(max_size=2000))
+    def test_random_bytes_never_raise_anything_else(self, value):
+        """Ensures arbitrary stored bytes are refused with a reason."""
+        try:
+            payload.verify(value, 'compute1', KEY, 30, NOW)
+        except payload.Untrusted as exc:
+            self.assertTrue(exc.code)
+        else:
+            self.fail('random bytes were trusted: %r' % value)
+
+    @PROPERTY
+    @hypothesis.given(st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() |
+        st.text(max_size=10),
+        lambda children: st.lists(children, max_size=4) | st.dictionaries(
+            st.sampled_from(['id', 'nodes', 'mem_free_mb', 'host', 'x']),
+            children, max_size=4), max_leaves=20),
+        st.sampled_from(['nodes', 'devices', 'timestamp', 'host']))
+    def test_mutated_payload_fields_never_raise_anything_else(self, value,
+                                                              field):
+        """Ensures any JSON in a top-level field is checked, never raises."""
+        data = seed_payload()
+        data[field] = value
+        try:
+            text = json.dumps(data).encode()
+        except ValueError:
+            return
+        try:
+            payload.verify(text, 'compute1', None, 30, NOW)
+        except payload.Untrusted:
+            return
+        # Only a value that is still a valid payload may pass.
+        self.assertIn(field, ('devices', 'timestamp'))

@@ -1,0 +1,316 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""``nova-numa-guard flavor-specs``: vNUMA extra specs for large flavors."""
+
+import json
+import logging
+import os
+import re
+import shlex
+
+from cliff import show
+
+from nova_numa_guard.inputs import capabilities
+from nova_numa_guard.inputs import InputError
+from nova_numa_guard.inputs import numastat
+from nova_numa_guard.inputs import sysfs
+from nova_numa_guard import topology
+from nova_numa_guard import vnuma
+
+LOG = logging.getLogger(__name__)
+
+# The columns of ``openstack flavor list --long -f json``.
+FLAVOR_FIELDS = ('ID', 'Name', 'RAM', 'Disk', 'Ephemeral', 'VCPUs',
+                 'Is Public', 'Swap', 'RXTX Factor', 'Properties',
+                 'Description')
+# Flavors that already have a NUMA topology: their own layout, hugepages or
+# pinned CPUs (nova gives those a one-node topology).
+_NUMA_PROPERTY = re.compile(
+    r'(?:^|[\s,{\'"])(hw:numa_nodes|hw:numa_cpus\.\d+|hw:numa_mem\.\d+|'
+    r'hw:mem_page_size|hw:cpu_policy)[\'"]?\s*[=:]')
+
+BATCH_COLUMNS = ('Flavor', 'VCPUs', 'RAM', 'Nodes', 'Extra Specs', 'Command')
+
+
+class FlavorSpecs(show.ShowOne):
+    """Plan vNUMA flavor extra specs for guests larger than one NUMA cell.
+
+    Prints the hw:numa_* extra specs that split the guest over the fewest
+    host NUMA cells that hold its vCPUs and memory, checked with nova's own
+    code against the host. A guest that fits one cell needs no specs.
+    With --flavors, plans every flavor of 'openstack flavor list --long
+    -f json' output that does not fit one cell and prints ready
+    'openstack flavor set' commands.
+    """
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument(
+            '--vcpus', metavar='<vcpus>', type=int,
+            help='Number of vCPUs of the flavor (required unless --flavors '
+                 'is given)')
+        parser.add_argument(
+            '--ram', metavar='<size-mb>', type=int,
+            help='Memory size of the flavor in MB (required unless '
+                 '--flavors is given)')
+        parser.add_argument(
+            '--flavors', metavar='<file>',
+            help='Output of "openstack flavor list --long -f json": plan '
+                 'every flavor that does not fit one cell (instead of '
+                 '--vcpus and --ram)')
+        host = parser.add_mutually_exclusive_group(required=True)
+        host.add_argument(
+            '--capabilities', metavar='<file>',
+            help='Output of "virsh capabilities" on the compute host (or '
+                 'its <topology> element)')
+        host.add_argument(
+            '--cells', metavar='<cpus:mb>[,<cpus:mb>...]',
+            help='The host\'s NUMA cells as CPUs:MB, one per cell, e.g. '
+                 '12:64328,12:64510 (MB usable by small pages; 0 CPUs or 0 '
+                 'MB for cells that hold no guests)')
+        host.add_argument(
+            '--sysfs-root', metavar='<path>',
+            help='Read the NUMA nodes of this machine from sysfs mounted at '
+                 '<path> (normally /sys); their free memory now gives '
+                 'warnings like --numastat')
+        parser.add_argument(
+            '--headroom', metavar='<percent>', type=float,
+            default=vnuma.DEFAULT_HEADROOM_PCT,
+            help='Percent of each cell\'s small-page memory a guest node may '
+                 'not take, left to the host and QEMU (default: %(default)s)')
+        parser.add_argument(
+            '--page-size', metavar='<size>',
+            help='Back the guest memory with pages of this size: small, '
+                 'large, any, a size in KiB or a size such as 2MB or 1GB. '
+                 'Sets hw:mem_page_size and sizes guest nodes in multiples '
+                 'of the page size')
+        parser.add_argument(
+            '--pin', action='store_true',
+            help='Give a guest that fits one cell a NUMA topology too '
+                 '(hw:numa_nodes=1), so nova binds its vCPUs and memory to '
+                 'one host node')
+        parser.add_argument(
+            '--numastat', metavar='<file>',
+            help='Output of "numastat -m" on the compute host: warn when its '
+                 'nodes do not have the free memory for the guest nodes now')
+        return parser
+
+    def take_action(self, parsed_args):
+        self._failed = 0
+        args = parsed_args
+        if args.flavors and (args.vcpus is not None or args.ram is not None):
+            raise InputError('flavor-specs', '--flavors replaces --vcpus and '
+                             '--ram; give one or the other')
+        if not args.flavors and (args.vcpus is None or args.ram is None):
+            raise InputError('flavor-specs', '--vcpus and --ram are required '
+                             '(or --flavors)')
+        host = self._host(args)
+        if args.flavors:
+            return self._batch(args, host)
+        plan = vnuma.plan(args.vcpus, args.ram, host,
+                          headroom_pct=args.headroom,
+                          page_size=args.page_size, pin=args.pin)
+        for warning in plan.warnings:
+            LOG.warning('Warning: %s', warning)
+        if not plan.extra_specs:
+            LOG.info('The guest fits one NUMA cell: it needs no vNUMA extra '
+                     'specs (--pin gives it hw:numa_nodes=1).')
+        return self.dict2columns(plan.extra_specs)
+
+    def _host(self, args):
+        if args.capabilities:
+            host = capabilities.load(args.capabilities)
+        elif args.sysfs_root:
+            host = sysfs_host(args.sysfs_root)
+        else:
+            host = parse_cells(args.cells)
+        if args.numastat:
+            stat = numastat.load(args.numastat)
+            ids = sorted(c.id for c in host.cells)
+            if sorted(stat.nodes) != ids:
+                raise InputError(args.numastat, 'nodes %s do not match the '
+                                 'host cells %s' % (
+                                     ','.join(map(str, sorted(stat.nodes))),
+                                     ','.join(map(str, ids))))
+            host = host.with_live_free(stat.available_mb())
+        return host
+
+    def _batch(self, args, host):
+        rows = []
+        warned = set()
+        for flavor in load_flavors(args.flavors):
+            name = flavor['name']
+            if flavor['numa']:
+                LOG.info('%s: already has a NUMA topology (%s); skipped',
+                         name, flavor['numa'])
+                continue
+            try:
+                plan = vnuma.plan(flavor['vcpus'], flavor['ram'], host,
+                                  headroom_pct=args.headroom,
+                                  page_size=args.page_size, pin=args.pin)
+            except vnuma.PlanError as e:
+                LOG.error('%s: %s', name, e)
+                self._failed += 1
+                continue
+            if plan.nodes == 1 and not args.pin:
+                LOG.info('%s: fits one NUMA cell; skipped', name)
+                continue
+            for warning in plan.warnings:
+                if warning == vnuma.SMALL_PAGES_WARNING:
+                    # The same for every flavor: say it once.
+                    if warning not in warned:
+                        warned.add(warning)
+                        LOG.warning('Warning: %s', warning)
+                else:
+                    LOG.warning('Warning: %s: %s', name, warning)
+            rows.append((name, flavor['vcpus'], flavor['ram'], plan.nodes,
+                         _specs_text(plan.extra_specs),
+                         flavor_set_command(name, plan.extra_specs)))
+        return BATCH_COLUMNS, rows
+
+    def produce_output(self, parsed_args, column_names, data):
+        if not parsed_args.flavors:
+            return super().produce_output(parsed_args, column_names, data)
+        if not hasattr(self.formatter, 'emit_list'):
+            raise InputError('flavor-specs', '-f %s cannot show a list of '
+                             'flavors; use table, json, yaml or value' %
+                             parsed_args.formatter)
+        columns = list(column_names)
+        if parsed_args.columns:
+            columns, selector = self._generate_columns_and_selector(
+                parsed_args, column_names)
+            data = [list(self._compress_iterable(row, selector))
+                    for row in data]
+        elif parsed_args.formatter == 'value':
+            # Ready to paste or pipe to a shell.
+            columns = ['Command']
+            data = [(row[-1],) for row in data]
+        self.formatter.emit_list(columns, data, self.app.stdout, parsed_args)
+        return 0
+
+    def run(self, parsed_args):
+        result = super().run(parsed_args)
+        return 1 if self._failed else result
+
+
+def parse_cells(text, source='--cells'):
+    """``CPUS:MB[,CPUS:MB...]`` to a :class:`topology.Host`.
+
+    Cell i gets id i and CPUs numbered on from the previous cell's.
+    """
+    cells = []
+    first_cpu = 0
+    for i, item in enumerate((text or '').split(',')):
+        cpus, sep, mb = item.strip().partition(':')
+        if not sep or not _is_count(cpus) or not _is_count(mb):
+            raise InputError(source, 'cell %d: expected CPUS:MB with whole '
+                             'numbers, got %r' % (i, item.strip()[:40]))
+        cpus, mb = int(cpus), int(mb)
+        cells.append(topology.Cell(
+            id=i, cpus=frozenset(range(first_cpu, first_cpu + cpus)),
+            memory_mb=mb))
+        first_cpu += cpus
+    return topology.Host('cells', cells)
+
+
+def sysfs_host(root):
+    """The NUMA nodes under sysfs ``root`` as a :class:`topology.Host`.
+
+    Hugepages are carved out of a node's MemTotal: the rest is its
+    small-page memory. Every hugepage counts as the host's shape (the plan
+    is for the flavor, not for now); free memory now (MemFree, reclaimable
+    page cache and slab) becomes each cell's ``live_free_mb``.
+    """
+    nodes = sysfs.read_nodes(root)
+    ids = [node.id for node in nodes]
+    cells = []
+    for node in nodes:
+        total_kb = node.meminfo['MemTotal']
+        huge_kb = sum(size * total
+                      for size, (total, _) in node.hugepages.items())
+        distances = (dict(zip(ids, node.distances))
+                     if len(node.distances) == len(ids) else {})
+        cells.append(topology.Cell(
+            id=node.id, cpus=frozenset(node.cpus),
+            memory_mb=total_kb // 1024,
+            small_page_mb=max(0, total_kb - huge_kb) // 1024,
+            hugepages={size: (total, 0)
+                       for size, (total, _) in node.hugepages.items()},
+            distances=distances,
+            live_free_mb=node.available_kb // 1024))
+    return topology.Host(os.path.normpath(root), cells)
+
+
+def _is_count(text):
+    return text.isdigit() and text.isascii() and len(text) < 10
+
+
+def load_flavors(path):
+    """Flavors from ``openstack flavor list --long -f json`` output.
+
+    :returns: list of dicts with ``name``, ``vcpus``, ``ram`` and ``numa``
+        (the NUMA-related property keys the flavor already has, or '').
+    :raises: InputError on anything else.
+    """
+    try:
+        with open(path, 'rb') as f:
+            data = json.loads(f.read().decode('utf-8'))
+    except OSError as e:
+        raise InputError(path, 'cannot read: %s' % (e.strerror or e))
+    except ValueError as e:
+        raise InputError(path, 'not JSON: %s' % e)
+    if not isinstance(data, list):
+        raise InputError(path, 'expected a JSON list of flavors (openstack '
+                         'flavor list --long -f json)')
+    flavors = []
+    for i, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise InputError(path, 'flavor %d: expected a JSON object' % i)
+        unknown = sorted(set(item) - set(FLAVOR_FIELDS))
+        if unknown:
+            raise InputError(path, 'flavor %d: unknown field %r (expected '
+                             'the columns of openstack flavor list --long)' %
+                             (i, unknown[0][:40]))
+        name = item.get('Name') or item.get('ID')
+        if not isinstance(name, str) or not name.strip():
+            raise InputError(path, 'flavor %d: no Name or ID' % i)
+        for field in ('VCPUs', 'RAM'):
+            value = item.get(field)
+            if isinstance(value, bool) or not isinstance(value, int) or (
+                    value < 1):
+                raise InputError(path, 'flavor %s: %s must be a positive '
+                                 'integer, got %r' % (name, field, value))
+        properties = item.get('Properties') or ''
+        if isinstance(properties, dict):
+            properties = ' '.join('%s=%s' % kv for kv in properties.items())
+        elif not isinstance(properties, str):
+            raise InputError(path, 'flavor %s: Properties must be an object '
+                             'or a string' % name)
+        numa = sorted(set(m.group(1) for m in
+                          _NUMA_PROPERTY.finditer(' ' + properties)))
+        flavors.append({'name': name, 'vcpus': item['VCPUs'],
+                        'ram': item['RAM'], 'numa': ', '.join(numa)})
+    return flavors
+
+
+def flavor_set_command(name, specs):
+    """The ``openstack flavor set`` command that applies ``specs``."""
+    words = ['openstack', 'flavor', 'set']
+    for key, value in specs.items():
+        words += ['--property', '%s=%s' % (key, value)]
+    words.append(name)
+    return ' '.join(shlex.quote(w) for w in words)
+
+
+def _specs_text(specs):
+    return ' '.join('%s=%s' % item for item in specs.items())

@@ -1,0 +1,545 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Plan ``hw:numa_*`` flavor extra specs for guests too large for one cell.
+
+:func:`plan` picks the smallest number of guest NUMA nodes N such that N
+distinct host cells that hold guests (cells with CPUs and memory) each hold
+one guest node:
+
+* a guest node's vCPUs fit the cell's CPUs (nova does not let a guest
+  overcommit a cell against itself), and
+* its memory fits the cell's capacity less ``headroom_pct`` percent: the
+  small-page memory, or with a hugepage ``page_size`` the free pages of that
+  size (all of them: the memory outside the pool is the host's headroom).
+
+Each guest node has at least one vCPU and one page. The split is symmetric
+(``hw:numa_nodes`` alone) when the vCPUs and memory divide by N and every
+chosen cell holds an equal share; otherwise every guest node gets explicit
+``hw:numa_cpus.i`` and ``hw:numa_mem.i`` (MiB), in shares proportional to the
+chosen cells so the bigger guest nodes go to the bigger cells. ``hw:cpu_sockets
+= N`` gives the guest one socket per node when the vCPUs split evenly.
+
+Every plan is checked with nova itself before it is returned:
+``nova.virt.hardware.numa_get_constraints`` must turn the specs into exactly
+the planned guest nodes, and ``numa_fit_instance_to_host`` must fit them on
+the host's cells. The planner works on the host's shape: nova's per-cell
+usage in the cells is ignored, live free memory (``Cell.live_free_mb``) only
+produces warnings.
+"""
+
+import itertools
+import warnings
+
+from oslo_utils import strutils
+
+from nova_numa_guard import topology
+
+DEFAULT_HEADROOM_PCT = 10
+SMALL_PAGE_KB = 4
+# The page size assumed for ``large`` when the host description lists no
+# hugepage pools.
+ASSUMED_LARGE_PAGE_KB = 2048
+
+NUMA_NODES = 'hw:numa_nodes'
+NUMA_CPUS = 'hw:numa_cpus.%d'
+NUMA_MEM = 'hw:numa_mem.%d'
+CPU_SOCKETS = 'hw:cpu_sockets'
+MEM_PAGE_SIZE = 'hw:mem_page_size'
+
+SMALL_PAGES_WARNING = (
+    'the guest\'s memory is bound strictly to its host nodes on small '
+    'pages, and nova does not count guests without a NUMA topology per '
+    'node: on a host shared with such guests a full node gets this guest '
+    'OOM-killed while other nodes have free memory; set '
+    'hw:mem_page_size=large (--page-size large) with hugepages reserved per '
+    'node, or run the guard\'s live memory check (nova-numa-guard-agent, '
+    '[numa_guard] memory_source = cache)')
+
+
+class PlanError(ValueError):
+    """The guest cannot be planned; the message says why, on one line."""
+
+
+class Plan:
+    """A vNUMA layout for one guest and the extra specs that request it.
+
+    :ivar vcpus: the flavor's vCPUs.
+    :ivar memory_mb: the flavor's memory.
+    :ivar nodes: N, the number of guest NUMA nodes (1 for a guest that fits
+        one cell).
+    :ivar node_cpus: vCPUs of each guest node.
+    :ivar node_memory_mb: memory of each guest node (MiB).
+    :ivar host_cells: ids of the host cells nova fitted the guest nodes on.
+    :ivar symmetric: whether ``hw:numa_nodes`` alone describes the layout.
+    :ivar extra_specs: ``{key: str}``; empty for a guest that fits one cell
+        and needs no NUMA topology.
+    :ivar warnings: list of one-line warnings.
+    """
+
+    def __init__(self, vcpus, memory_mb, node_cpus, node_memory_mb,
+                 host_cells, symmetric, extra_specs, warnings):
+        self.vcpus = vcpus
+        self.memory_mb = memory_mb
+        self.nodes = len(node_cpus)
+        self.node_cpus = tuple(node_cpus)
+        self.node_memory_mb = tuple(node_memory_mb)
+        self.host_cells = tuple(host_cells)
+        self.symmetric = symmetric
+        self.extra_specs = extra_specs
+        self.warnings = warnings
+
+    def __repr__(self):
+        return 'Plan(nodes=%d, cpus=%r, memory_mb=%r, specs=%r)' % (
+            self.nodes, self.node_cpus, self.node_memory_mb,
+            self.extra_specs)
+
+
+class PageSize:
+    """A ``hw:mem_page_size`` request.
+
+    :ivar value: the extra-spec value, as given.
+    :ivar kind: ``'small'``, ``'large'``, ``'any'`` or ``'size'``.
+    :ivar size_kb: the page size for ``'size'`` (4 becomes ``'small'``).
+    """
+
+    def __init__(self, value):
+        self.value = str(value).strip()
+        self.size_kb = None
+        lowered = self.value.lower()
+        if lowered in ('small', 'large', 'any'):
+            self.kind = lowered
+            self.value = lowered
+            return
+        if self.value.isdigit() and self.value.isascii():
+            size_kb = int(self.value)
+        else:
+            try:
+                size_b = strutils.string_to_bytes(self.value, return_int=True)
+            except ValueError:
+                raise PlanError('page size %r: expected small, large, any, a '
+                                'size in KiB or a size such as 2MB or 1GB' %
+                                self.value[:40])
+            size_kb = size_b // 1024 if size_b % 1024 == 0 else 0
+        if size_kb <= 0 or size_kb & (size_kb - 1):
+            raise PlanError('page size %r is not a power of two KiB' %
+                            self.value[:40])
+        if size_kb == SMALL_PAGE_KB:
+            self.kind = 'small'
+        else:
+            self.kind = 'size'
+            self.size_kb = size_kb
+
+    @property
+    def may_be_small(self):
+        """Whether nova may back the guest with small pages."""
+        return self.kind in ('small', 'any')
+
+
+def usable_mb(memory_mb, headroom_pct):
+    """Memory of a cell a guest node may take: ``headroom_pct`` stays free."""
+    return int(memory_mb * (100 - headroom_pct) // 100)
+
+
+def plan(vcpus, memory_mb, cells, headroom_pct=DEFAULT_HEADROOM_PCT,
+         page_size=None, pin=False):
+    """Plan the vNUMA extra specs of a guest.
+
+    :param vcpus: the flavor's vCPUs.
+    :param memory_mb: the flavor's memory (MiB).
+    :param cells: the host, a :class:`topology.Host` or an iterable of
+        :class:`topology.Cell`.
+    :param headroom_pct: percent of each cell's small-page memory kept free.
+    :param page_size: None, or a ``hw:mem_page_size`` value (``small``,
+        ``large``, ``any``, ``2048``, ``2MB``, ``1GB``...) to add to the specs
+        and size the guest nodes in multiples of.
+    :param pin: give a guest that fits one cell a NUMA topology anyway
+        (``hw:numa_nodes=1``), so nova binds it to one host node.
+    :returns: :class:`Plan`.
+    :raises: PlanError when the arguments are invalid or no layout fits.
+    """
+    cells = tuple(cells.cells if isinstance(cells, topology.Host) else cells)
+    _check_args(vcpus, memory_mb, headroom_pct)
+    page = None if page_size is None else PageSize(page_size)
+    layout = _Layout(cells, headroom_pct, page)
+    nodes_cpus, nodes_mb, symmetric = layout.solve(vcpus, memory_mb)
+
+    notes = list(layout.notes)
+    n = len(nodes_cpus)
+    with_specs = n > 1 or pin or page is not None
+    if with_specs and len(set(nodes_cpus)) > 1:
+        notes.append('hw:cpu_sockets is not set: the guest nodes have '
+                     'different vCPU counts (%s), so sockets cannot match '
+                     'nodes' % '/'.join(map(str, nodes_cpus)))
+    if with_specs and (page is None or page.may_be_small):
+        notes.append(SMALL_PAGES_WARNING)
+
+    # nova's numa_fit_instance_to_host caches per (host cell, guest cell
+    # id) while it renumbers guest cells, so with guest nodes of different
+    # sizes it can miss a placement that exists. The planned order (bigger
+    # nodes first) is tried first, then other orders of the same nodes.
+    nodes = list(zip(nodes_cpus, nodes_mb))
+    for order in _orders(nodes, symmetric):
+        cpus_order = [count for count, _ in order]
+        mb_order = [mb for _, mb in order]
+        specs = (_specs(cpus_order, mb_order, symmetric, page)
+                 if with_specs else {})
+        host_cells = _verify(layout, specs, vcpus, memory_mb, cpus_order,
+                             mb_order)
+        if host_cells is not None:
+            notes.extend(_live_notes(cells, mb_order))
+            return Plan(vcpus, memory_mb, cpus_order, mb_order, host_cells,
+                        symmetric, specs, notes)
+    raise PlanError('nova cannot fit the guest nodes %s on the host (its '
+                    'numa_fit_instance_to_host finds no placement)' % (
+                        ', '.join('%d vCPUs/%d MB' % node for node in nodes)))
+
+
+def _orders(nodes, symmetric, limit=120):
+    """The planned order of guest nodes, then other distinct orders."""
+    if symmetric:
+        yield nodes
+        return
+    seen = set()
+    for order in itertools.permutations(nodes):
+        if order not in seen:
+            seen.add(order)
+            yield list(order)
+            if len(seen) >= limit:
+                return
+
+
+def _specs(nodes_cpus, nodes_mb, symmetric, page):
+    n = len(nodes_cpus)
+    specs = {NUMA_NODES: str(n)}
+    if not symmetric:
+        first = 0
+        for i, (count, mb) in enumerate(zip(nodes_cpus, nodes_mb)):
+            specs[NUMA_CPUS % i] = _cpu_range(first, count)
+            specs[NUMA_MEM % i] = str(mb)
+            first += count
+    if len(set(nodes_cpus)) == 1:
+        specs[CPU_SOCKETS] = str(n)
+    if page is not None:
+        specs[MEM_PAGE_SIZE] = page.value
+    return specs
+
+
+def _check_args(vcpus, memory_mb, headroom_pct):
+    for name, value in (('vCPUs', vcpus), ('memory', memory_mb)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise PlanError('%s must be an integer, got %r' % (name, value))
+        if value < 1:
+            raise PlanError('%s must be at least 1, got %d' % (name, value))
+    if not 0 <= headroom_pct < 100:
+        raise PlanError('headroom must be at least 0 and below 100 percent, '
+                        'got %s' % headroom_pct)
+
+
+def _cpu_range(first, count):
+    if count == 1:
+        return str(first)
+    return '%d-%d' % (first, first + count - 1)
+
+
+class _Layout:
+    """What each host cell offers one guest node, for a page-size request."""
+
+    def __init__(self, cells, headroom_pct, page):
+        self.headroom_pct = headroom_pct
+        self.page = page
+        self.notes = []
+        # Cells with CPUs; those without memory for the page size drop out
+        # of the offers below.
+        self.holding = [c for c in cells if c.cpus]
+        self.any_memory = any(
+            c.small_page_mb > 0 or any(_pool_mb(c, size) > 0
+                                       for size in c.hugepages)
+            for c in self.holding)
+        sizes = sorted({size for c in self.holding for size in c.hugepages})
+        kind = page.kind if page else 'small'
+        self.assumed_kb = None
+        if kind == 'size':
+            self.mult_mb = max(1, page.size_kb // 1024)
+            if page.size_kb not in sizes:
+                self.assumed_kb = page.size_kb
+        elif kind == 'large':
+            if sizes:
+                self.mult_mb = max(1, sizes[-1] // 1024)
+            else:
+                self.assumed_kb = ASSUMED_LARGE_PAGE_KB
+                self.mult_mb = ASSUMED_LARGE_PAGE_KB // 1024
+        elif kind == 'any' and sizes:
+            self.mult_mb = max(1, sizes[-1] // 1024)
+        else:
+            self.mult_mb = 1
+        if self.assumed_kb:
+            self.notes.append(
+                'the host description lists no %d KiB pages; the plan '
+                'assumes each cell can reserve its memory less %g%% '
+                'headroom as such pages' % (self.assumed_kb, headroom_pct))
+        # Host cells for nova's check: assumed pools made explicit.
+        self.cells = list(cells)
+        if self.assumed_kb:
+            self.cells = [self._with_assumed_pool(c) for c in cells]
+        # (cell, cpus, capacity MiB) of every cell that can hold a node.
+        self.offers = [(c, len(c.cpus), self.capacity_mb(c))
+                       for c in self.holding]
+        self.offers = [o for o in self.offers if o[2] >= self.mult_mb]
+        self.excluded = len(cells) - len(self.offers)
+        self.offers.sort(key=lambda o: (-o[2], -o[1], o[0].id))
+
+    def _with_assumed_pool(self, cell):
+        if not cell.cpus:
+            return cell
+        pages = self._floor(usable_mb(cell.small_page_mb, self.headroom_pct))
+        pools = dict(cell.hugepages)
+        pools[self.assumed_kb] = (pages * 1024 // self.assumed_kb, 0)
+        return cell.replace(hugepages=pools)
+
+    def _floor(self, mb):
+        return mb // self.mult_mb * self.mult_mb
+
+    def capacity_mb(self, cell):
+        """Memory one guest node may take on ``cell`` (a page multiple)."""
+        small = self._floor(usable_mb(cell.small_page_mb, self.headroom_pct))
+        kind = self.page.kind if self.page else 'small'
+        if kind == 'small':
+            return small
+        if self.assumed_kb:
+            return small
+        if kind == 'size':
+            sizes = [self.page.size_kb]
+        else:
+            sizes = list(cell.hugepages)
+        large = max([self._floor(_pool_mb(cell, size)) for size in sizes],
+                    default=0)
+        return max(small, large) if kind == 'any' else large
+
+    def solve(self, vcpus, memory_mb):
+        """(vCPUs per node, MiB per node, symmetric)."""
+        if not self.holding or not (self.offers or self.any_memory):
+            raise PlanError('the host has no NUMA cell with both CPUs and '
+                            'memory')
+        mult = self.mult_mb
+        if memory_mb % mult:
+            raise PlanError('%d MB is not a multiple of the %d MB pages' % (
+                memory_mb, mult))
+        if not self.offers:
+            raise PlanError('no cell of the host has %s' % self._what())
+        units = memory_mb // mult
+        limit = min(len(self.offers), vcpus, units)
+        best = _best_subsets(self.offers, vcpus, limit)
+        for n in range(1, limit + 1):
+            sym = self._symmetric(n, vcpus, memory_mb)
+            if sym:
+                return [vcpus // n] * n, [memory_mb // n] * n, True
+            mem, subset = best.get(n, (-1, ()))
+            if mem >= memory_mb:
+                subset = sorted(subset, key=lambda o: (-o[2], -o[1],
+                                                       o[0].id))
+                cpus = _split(vcpus, [o[1] for o in subset])
+                mem_units = _split(units, [o[2] // mult for o in subset])
+                return cpus, [u * mult for u in mem_units], False
+        raise PlanError(self._why_not(vcpus, memory_mb))
+
+    def _symmetric(self, n, vcpus, memory_mb):
+        if vcpus % n or memory_mb % n or (memory_mb // n) % self.mult_mb:
+            return None
+        fits = [o for o in self.offers
+                if o[1] >= vcpus // n and o[2] >= memory_mb // n]
+        return [o[0] for o in fits[:n]] if len(fits) >= n else None
+
+    def _what(self):
+        if self.page and self.page.kind == 'size':
+            return 'free %d KiB pages' % self.page.size_kb
+        if self.page and self.page.kind == 'large':
+            return 'free hugepages'
+        return 'memory'
+
+    def _why_not(self, vcpus, memory_mb):
+        count = len(self.offers)
+        has = 'host has %d' % count
+        if self.excluded:
+            has += ' (cells with CPUs and %s)' % self._what()
+        cpus = sorted((o[1] for o in self.offers), reverse=True)
+        mems = sorted((o[2] for o in self.offers), reverse=True)
+        n_cpu = _cover(cpus, vcpus)
+        n_mem = _cover(mems, memory_mb)
+        headroom = ('' if self.page and self.page.kind in ('size', 'large')
+                    and not self.assumed_kb else
+                    ' (after %g%% headroom)' % self.headroom_pct)
+        if n_cpu is None:
+            need = -(-vcpus // cpus[0])
+            if need > count:
+                return '%d vCPUs need %d nodes of <=%d CPUs; %s' % (
+                    vcpus, need, cpus[0], has)
+            return ('%d vCPUs exceed the %d CPUs of the host\'s %d cells '
+                    'that hold guests' % (vcpus, sum(cpus), count))
+        if n_mem is None:
+            need = -(-memory_mb // mems[0])
+            if need > count:
+                return '%d MB need %d nodes of <=%d MB%s; %s' % (
+                    memory_mb, need, mems[0], headroom, has)
+            return ('%d MB exceed the %d MB the host\'s %d cells offer%s' % (
+                memory_mb, sum(mems), count, headroom))
+        if n_mem > vcpus:
+            return ('%d MB need %d nodes of <=%d MB%s, but %d vCPU(s) '
+                    'cannot make %d nodes: each node needs a vCPU' % (
+                        memory_mb, n_mem, mems[0], headroom, vcpus, n_mem))
+        units = memory_mb // self.mult_mb
+        if n_cpu > units:
+            return ('%d vCPUs need %d nodes, but %d MB split into at most %d '
+                    'nodes of %d MB pages' % (vcpus, n_cpu, memory_mb, units,
+                                              self.mult_mb))
+        return ('no set of the host\'s cells holds both %d vCPUs and %d MB '
+                '(one node per cell%s)' % (vcpus, memory_mb, headroom))
+
+
+def _pool_mb(cell, size_kb):
+    total, used = cell.hugepages.get(size_kb, (0, 0))
+    return max(0, total - used) * size_kb // 1024
+
+
+def _cover(values, total):
+    """How many of ``values`` (sorted descending) add up to ``total``."""
+    acc = 0
+    for n, value in enumerate(values, 1):
+        acc += value
+        if acc >= total:
+            return n
+    return None
+
+
+def _best_subsets(offers, vcpus, limit):
+    """For n in 1..limit, the n offers with the most memory and >= vcpus CPUs.
+
+    A small dynamic programme over (cells taken, CPUs taken capped at
+    ``vcpus``): exact, and linear in cells x nodes x vCPUs.
+
+    :returns: ``{n: (memory, offers)}`` for every n that some n cells reach.
+    """
+    states = {(0, 0): (0, ())}
+    for offer in offers:
+        _, cpus, mem = offer
+        for (taken, cpu), (total, chosen) in sorted(states.items(),
+                                                    reverse=True):
+            if taken >= limit:
+                continue
+            key = (taken + 1, min(vcpus, cpu + cpus))
+            candidate = (total + mem, chosen + (offer,))
+            if key not in states or states[key][0] < candidate[0]:
+                states[key] = candidate
+    return {taken: value for (taken, cpu), value in states.items()
+            if cpu == vcpus}
+
+
+def _split(total, caps):
+    """Split ``total`` into shares of at least 1 and at most ``caps[i]``.
+
+    Shares are proportional to the caps, and a larger cap never gets a
+    smaller share. Needs ``len(caps) <= total <= sum(caps)``.
+    """
+    spare = total - len(caps)
+    room = sum(caps) - len(caps)
+    shares = [1 + (spare * (cap - 1) // room if room else 0) for cap in caps]
+    order = sorted(range(len(caps)), key=lambda i: -caps[i])
+    left = total - sum(shares)
+    while left:
+        for i in order:
+            if left and shares[i] < caps[i]:
+                shares[i] += 1
+                left -= 1
+    return shares
+
+
+def _live_notes(cells, nodes_mb):
+    """Warn when live free memory cannot take the guest nodes now."""
+    live = {c.id: c.live_free_mb for c in cells if c.holds_guests and
+            c.live_free_mb is not None}
+    if not live:
+        return []
+    free = sorted(live.values(), reverse=True)
+    need = sorted(nodes_mb, reverse=True)
+    if len(free) >= len(need) and all(f >= m for f, m in zip(free, need)):
+        return []
+    return ['the host\'s nodes do not have the free memory for the guest '
+            'nodes now (%s free; guest nodes of %s MB): free memory on the '
+            'host before booting the guest there' % (
+                ', '.join('node %d %d MB' % item
+                          for item in sorted(live.items())),
+                '/'.join(map(str, nodes_mb)))]
+
+
+_NOVA = []
+
+
+def _nova():
+    """nova's objects and hardware module, imported on first use."""
+    if not _NOVA:
+        with warnings.catch_warnings():
+            # eventlet announces its deprecation on import.
+            warnings.simplefilter('ignore')
+            from nova import exception
+            from nova import objects
+            from nova.virt import hardware
+
+            from nova_numa_guard import nova_hosts
+        objects.register_all()
+        _NOVA.append((exception, objects, hardware, nova_hosts))
+    return _NOVA[0]
+
+
+def _verify(layout, specs, vcpus, memory_mb, nodes_cpus, nodes_mb):
+    """Check the plan with nova.
+
+    :returns: the host cells nova fitted the guest nodes on, or None when
+        nova finds no placement.
+    :raises: PlanError when nova rejects the specs or reads them as other
+        guest nodes than planned.
+    """
+    exception, objects, hardware, nova_hosts = _nova()
+    # A guest without specs is checked as a one-node guest.
+    checked = dict(specs) or {NUMA_NODES: '1'}
+    flavor = objects.Flavor(name='nova-numa-guard-plan', flavorid='plan',
+                            vcpus=vcpus, memory_mb=memory_mb, root_gb=0,
+                            ephemeral_gb=0, swap=0, extra_specs=checked)
+    image = objects.ImageMeta.from_dict({'properties': {}})
+    try:
+        guest = hardware.numa_get_constraints(flavor, image)
+        best = hardware.get_best_cpu_topology(flavor, image)
+    except (exception.NovaException, ValueError) as e:
+        raise PlanError('nova rejects the specs %s: %s' % (
+            _specs_text(checked), e))
+    got = ([len(c.cpuset) for c in guest.cells],
+           [c.memory for c in guest.cells]) if guest else None
+    if got != (list(nodes_cpus), list(nodes_mb)):
+        raise PlanError('nova reads the specs %s as guest nodes %r, not the '
+                        'planned %r' % (_specs_text(checked), got,
+                                        (list(nodes_cpus), list(nodes_mb))))
+    if CPU_SOCKETS in specs and best.sockets != len(nodes_cpus):
+        raise PlanError('nova gives the guest %d sockets, not %d' % (
+            best.sockets, len(nodes_cpus)))
+    host = nova_hosts.numa_topology(topology.Host('plan', layout.cells))
+    try:
+        fitted = hardware.numa_fit_instance_to_host(
+            host, guest.obj_clone(), None)
+    except (exception.NovaException, ValueError):
+        # e.g. MemoryPageSizeNotSupported: no such pages on a cell.
+        fitted = None
+    if fitted is None:
+        return None
+    return [c.id for c in fitted.cells]
+
+
+def _specs_text(specs):
+    return ' '.join('%s=%s' % item for item in specs.items())

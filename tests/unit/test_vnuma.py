@@ -1,0 +1,437 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Tests of the vNUMA planner: tables over host shapes, and properties."""
+
+import itertools
+import os
+from unittest import mock
+
+import hypothesis
+from hypothesis import strategies as st
+import testtools
+
+from nova import objects
+from nova.virt import hardware
+
+from nova_numa_guard.inputs import capabilities
+from nova_numa_guard import nova_hosts
+from nova_numa_guard import topology
+from nova_numa_guard import vnuma
+
+Cell = topology.Cell
+GB = 1024
+DATA = os.path.join(os.path.dirname(__file__), 'data')
+
+
+def cpus(first, count):
+    return frozenset(range(first, first + count))
+
+
+def seed_cells():
+    return capabilities.load(os.path.join(DATA, 'seed-capabilities.xml'))
+
+
+HOSTS = {
+    # The seed: 2 x 12 CPUs, 64328 and 64510 MiB.
+    'seed': seed_cells().cells,
+    '2socket': [Cell(0, cpus(0, 16), 128 * GB),
+                Cell(1, cpus(16, 16), 128 * GB)],
+    '4socket': [Cell(i, cpus(24 * i, 24), 256 * GB) for i in range(4)],
+    # AMD EPYC, 2 sockets in NPS4 mode: 8 nodes of 16 CPUs and 64 GB.
+    'nps4': [Cell(i, cpus(16 * i, 16), 64 * GB) for i in range(8)],
+    'unequal_memory': [Cell(0, cpus(0, 16), 32 * GB),
+                       Cell(1, cpus(16, 16), 96 * GB)],
+    # A CXL memory expander shows up as a node without CPUs.
+    'memory_only_node': [Cell(0, cpus(0, 12), 32 * GB),
+                         Cell(1, cpus(12, 12), 32 * GB),
+                         Cell(2, frozenset(), 256 * GB)],
+    'cpu_only_node': [Cell(0, cpus(0, 8), 0),
+                      Cell(1, cpus(8, 8), 64 * GB)],
+    # Every 2 MiB page is taken.
+    'pages_in_use': [Cell(0, cpus(0, 4), 16 * GB, small_page_mb=15 * GB,
+                          hugepages={2048: (512, 512)})],
+    # 2 cells of 4 CPUs, 12 GB of small pages, 2 GB of 2 MiB pages and
+    # 2 GB of 1 GiB pages, and a memory-only cell.
+    'hugepages': capabilities.load(
+        os.path.join(DATA, 'capabilities-hugepages.xml')).cells,
+}
+
+SYM2 = {'hw:numa_nodes': '2', 'hw:cpu_sockets': '2'}
+
+
+def asym(*nodes, **extra):
+    """Specs for guest nodes given as (first vCPU spec, MiB)."""
+    specs = {'hw:numa_nodes': str(len(nodes))}
+    for i, (cpu_spec, mb) in enumerate(nodes):
+        specs['hw:numa_cpus.%d' % i] = cpu_spec
+        specs['hw:numa_mem.%d' % i] = str(mb)
+    specs.update(extra)
+    return specs
+
+
+# (host, vcpus, memory_mb, options, expected specs or error text)
+CASES = [
+    ('seed', 16, 100000, {}, SYM2),
+    ('seed', 24, 100000, {}, SYM2),
+    ('seed', 2, 70000, {}, SYM2),
+    ('seed', 4, 16 * GB, {}, {}),
+    ('seed', 4, 16 * GB, {'pin': True},
+     {'hw:numa_nodes': '1', 'hw:cpu_sockets': '1'}),
+    # Shares in proportion to the cells (64510 and 64328 MiB): the bigger
+    # guest node is for the bigger cell.
+    ('seed', 9, 100001, {'headroom_pct': 0},
+     asym(('0-4', 50072), ('5-8', 49929))),
+    ('seed', 32, 100000, {},
+     '32 vCPUs need 3 nodes of <=12 CPUs; host has 2'),
+    ('seed', 8, 200000, {},
+     '200000 MB need 4 nodes of <=58059 MB (after 10% headroom); host '
+     'has 2'),
+    # 58000 MiB per node: over cell 0's 57895 with 10% headroom, fine
+    # without.
+    ('seed', 8, 116000, {},
+     "116000 MB exceed the 115954 MB the host's 2 cells offer (after 10% "
+     "headroom)"),
+    ('seed', 8, 116000, {'headroom_pct': 0}, SYM2),
+    ('seed', 1, 70000, {}, 'but 1 vCPU(s) cannot make 2 nodes'),
+    ('seed', 16, 100352, {'page_size': '1GB'},
+     dict(SYM2, **{'hw:mem_page_size': '1GB'})),
+    ('2socket', 32, 200000, {}, SYM2),
+    ('2socket', 33, 200000, {}, '33 vCPUs need 3 nodes of <=16 CPUs'),
+    ('4socket', 48, 400000, {}, SYM2),
+    ('4socket', 96, 900000, {},
+     {'hw:numa_nodes': '4', 'hw:cpu_sockets': '4'}),
+    ('4socket', 64, 512000, {},
+     asym(('0-21', 170667), ('22-42', 170667), ('43-63', 170666))),
+    ('4socket', 97, 900000, {},
+     '97 vCPUs need 5 nodes of <=24 CPUs; host has 4'),
+    ('nps4', 64, 200000, {}, {'hw:numa_nodes': '4', 'hw:cpu_sockets': '4'}),
+    # Memory needs 7 nodes of <= 58982 MiB although 40 vCPUs need only 3.
+    ('nps4', 40, 400000, {},
+     asym(('0-5', 57143), ('6-11', 57143), ('12-17', 57143),
+          ('18-23', 57143), ('24-29', 57143), ('30-34', 57143),
+          ('35-39', 57142))),
+    ('nps4', 128, 8 * 58982, {},
+     {'hw:numa_nodes': '8', 'hw:cpu_sockets': '8'}),
+    ('nps4', 128, 8 * 58982 + 8, {},
+     '471864 MB need 9 nodes of <=58982 MB (after 10% headroom); host '
+     'has 8'),
+    # The bigger guest node goes to the bigger cell.
+    ('unequal_memory', 16, 100000, {},
+     asym(('0-7', 75000), ('8-15', 25000), **{'hw:cpu_sockets': '2'})),
+    ('unequal_memory', 8, 80000, {}, {}),
+    ('memory_only_node', 8, 50000, {}, SYM2),
+    ('memory_only_node', 8, 60000, {},
+     '60000 MB need 3 nodes of <=29491 MB (after 10% headroom); host has 2 '
+     '(cells with CPUs and memory)'),
+    ('cpu_only_node', 12, 8000, {},
+     '12 vCPUs need 2 nodes of <=8 CPUs; host has 1 (cells with CPUs and '
+     'memory)'),
+    ('hugepages', 4, 16 * GB, {}, SYM2),
+    ('hugepages', 4, 4 * GB, {'page_size': '1GB'},
+     dict(SYM2, **{'hw:mem_page_size': '1GB'})),
+    ('hugepages', 4, 3 * GB, {'page_size': '1048576'},
+     asym(('0-1', 2048), ('2-3', 1024), **{'hw:cpu_sockets': '2',
+                                           'hw:mem_page_size': '1048576'})),
+    ('hugepages', 2, 2 * GB, {'page_size': 'large'},
+     {'hw:numa_nodes': '1', 'hw:cpu_sockets': '1',
+      'hw:mem_page_size': 'large'}),
+    ('hugepages', 4, 3000, {'page_size': '1GB'},
+     '3000 MB is not a multiple of the 1024 MB pages'),
+    ('hugepages', 4, 8 * GB, {'page_size': '2MB'},
+     '8192 MB need 4 nodes of <=2048 MB; host has 2 (cells with CPUs and '
+     'free 2048 KiB pages)'),
+    ('seed', 0, 1024, {}, 'vCPUs must be at least 1'),
+    ('seed', 2, 1024, {'headroom_pct': 100}, 'headroom must be'),
+    ('seed', 2, 1024, {'page_size': 'huge'}, "page size 'huge': expected"),
+    ('seed', 2, 1024, {'page_size': '3MB'}, 'not a power of two'),
+    ('pages_in_use', 4, 1024, {'page_size': '2MB'},
+     'no cell of the host has free 2048 KiB pages'),
+    # A page size the host lists on no cell is assumed reservable.
+    ('cpu_only_node', 4, 1024, {'page_size': '2MB'},
+     {'hw:numa_nodes': '1', 'hw:cpu_sockets': '1',
+      'hw:mem_page_size': '2MB'}),
+]
+
+
+class PlanTableTest(testtools.TestCase):
+
+    def test_cases(self):
+        """Ensures each host shape and guest gives the expected specs."""
+        for host, vcpus, memory_mb, options, expected in CASES:
+            case = '%s %d vCPUs %d MB %s' % (host, vcpus, memory_mb, options)
+            if isinstance(expected, str):
+                e = self.assertRaises(vnuma.PlanError, vnuma.plan, vcpus,
+                                      memory_mb, HOSTS[host], **options)
+                self.assertIn(expected, str(e), case)
+                self.assertNotIn('\n', str(e), case)
+                continue
+            try:
+                plan = vnuma.plan(vcpus, memory_mb, HOSTS[host], **options)
+            except vnuma.PlanError as e:
+                self.fail('%s: %s' % (case, e))
+            self.assertEqual(expected, plan.extra_specs, case)
+            self.assertTrue(all(isinstance(v, str)
+                                for v in plan.extra_specs.values()), case)
+            self.assertEqual(vcpus, sum(plan.node_cpus), case)
+            self.assertEqual(memory_mb, sum(plan.node_memory_mb), case)
+
+    def test_bigger_guest_node_lands_on_bigger_cell(self):
+        """Ensures nova fits the 75000 MiB node on the 96 GB cell."""
+        plan = vnuma.plan(16, 100000, HOSTS['unequal_memory'])
+        self.assertEqual((75000, 25000), plan.node_memory_mb)
+        self.assertEqual((1, 0), plan.host_cells)
+
+    def test_host_object_is_accepted(self):
+        """Ensures a topology.Host works as well as a list of cells."""
+        plan = vnuma.plan(16, 100000, seed_cells())
+        self.assertEqual(SYM2, plan.extra_specs)
+        self.assertEqual((0, 1), plan.host_cells)
+
+
+class PlanWarningTest(testtools.TestCase):
+
+    def test_small_pages_warning(self):
+        """Ensures specs on small pages warn of strict binding and OOM."""
+        plan = vnuma.plan(16, 100000, HOSTS['seed'])
+        self.assertIn(vnuma.SMALL_PAGES_WARNING, plan.warnings)
+        self.assertIn('hw:mem_page_size=large', vnuma.SMALL_PAGES_WARNING)
+        self.assertIn('OOM', vnuma.SMALL_PAGES_WARNING)
+
+    def test_no_small_pages_warning_with_hugepages(self):
+        """Ensures a hugepage plan does not warn about small pages."""
+        plan = vnuma.plan(4, 4 * GB, HOSTS['hugepages'], page_size='1GB')
+        self.assertEqual([], plan.warnings)
+
+    def test_no_warning_without_specs(self):
+        """Ensures a guest that fits one cell gets no warning."""
+        self.assertEqual([], vnuma.plan(4, 4 * GB, HOSTS['seed']).warnings)
+
+    def test_assumed_pages_warning(self):
+        """Ensures a page size the host does not list is called assumed."""
+        plan = vnuma.plan(16, 100352, HOSTS['seed'], page_size='1GB')
+        self.assertEqual(['the host description lists no 1048576 KiB '
+                          'pages; the plan assumes each cell can reserve its '
+                          'memory less 10% headroom as such pages'],
+                         plan.warnings)
+
+    def test_unequal_vcpus_warning(self):
+        """Ensures unequal guest nodes get no hw:cpu_sockets, with a note."""
+        plan = vnuma.plan(9, 100000, HOSTS['seed'])
+        self.assertNotIn('hw:cpu_sockets', plan.extra_specs)
+        self.assertIn('hw:cpu_sockets is not set: the guest nodes have '
+                      'different vCPU counts (5/4), so sockets cannot match '
+                      'nodes', plan.warnings)
+
+    def test_live_free_memory_warning(self):
+        """Ensures numastat's free memory that cannot take the nodes warns."""
+        host = topology.Host('seed', HOSTS['seed']).with_live_free(
+            {0: 10501, 1: 2769})
+        plan = vnuma.plan(16, 100000, host)
+        self.assertIn("the host's nodes do not have the free memory for the "
+                      "guest nodes now (node 0 10501 MB, node 1 2769 MB "
+                      "free; guest nodes of 50000/50000 MB)",
+                      plan.warnings[-1])
+        roomy = topology.Host('seed', HOSTS['seed']).with_live_free(
+            {0: 50000, 1: 50000})
+        self.assertEqual([vnuma.SMALL_PAGES_WARNING],
+                         vnuma.plan(16, 100000, roomy).warnings)
+
+
+class NovaCheckTest(testtools.TestCase):
+
+    def test_plan_nova_cannot_fit_is_an_error(self):
+        """Ensures the nova check rejects a plan that overstates cells.
+
+        With capacities twice the real cells, the planner would put 100000
+        MiB on one 64 GB cell: nova's numa_fit_instance_to_host refuses it.
+        """
+        real = vnuma._Layout.capacity_mb
+
+        def doubled(layout, cell):
+            return 2 * real(layout, cell)
+
+        with mock.patch.object(vnuma._Layout, 'capacity_mb', new=doubled):
+            e = self.assertRaises(vnuma.PlanError, vnuma.plan, 12, 100000,
+                                  HOSTS['seed'])
+        self.assertEqual('nova cannot fit the guest nodes 12 vCPUs/100000 '
+                         'MB on the host (its numa_fit_instance_to_host '
+                         'finds no placement)', str(e))
+
+    def test_plan_nova_reads_differently_is_an_error(self):
+        """Ensures specs nova reads as other guest nodes are refused."""
+        with mock.patch.object(vnuma, '_cpu_range', autospec=True,
+                               return_value='0'):
+            e = self.assertRaises(vnuma.PlanError, vnuma.plan, 9, 100000,
+                                  HOSTS['seed'])
+        self.assertIn('nova rejects the specs', str(e))
+
+
+# The property tests state the planner's contract independently of it.
+
+def usable(cell, headroom):
+    """MiB a guest node may take on a cell with small pages."""
+    return cell.small_page_mb * (100 - headroom) // 100
+
+
+def offers(cells, headroom):
+    """(CPUs, MiB) of each cell that holds guests: CPUs and memory."""
+    result = [(len(c.cpus), usable(c, headroom))
+              for c in cells if c.cpus and c.small_page_mb > 0]
+    return [o for o in result if o[1] >= 1]
+
+
+def minimal_nodes(cells, vcpus, memory_mb, headroom):
+    """Smallest N with N distinct cells holding N guest nodes, or None.
+
+    Each guest node has 1 to the cell's CPUs vCPUs and 1 MiB to the cell's
+    memory less headroom; the nodes add up to the guest. With cpus and
+    memory split independently, N cells do it iff N <= vCPUs, N <= MiB and
+    their CPUs and memory cover the guest's.
+    """
+    usable_offers = offers(cells, headroom)
+    for n in range(1, len(usable_offers) + 1):
+        if n > vcpus or n > memory_mb:
+            return None
+        for combo in itertools.combinations(usable_offers, n):
+            if (sum(c for c, _ in combo) >= vcpus and
+                    sum(m for _, m in combo) >= memory_mb):
+                return n
+    return None
+
+
+def fits_with_headroom(cells, plan, headroom):
+    """Some assignment of guest nodes to distinct cells keeps headroom."""
+    nodes = list(zip(plan.node_cpus, plan.node_memory_mb))
+    for perm in itertools.permutations(offers(cells, headroom), len(nodes)):
+        if all(v <= c and m <= mb for (v, m), (c, mb) in zip(nodes, perm)):
+            return True
+    return False
+
+
+def nova_fits(cells, plan):
+    """nova reads the specs as the planned nodes and fits them on the host."""
+    specs = plan.extra_specs or {'hw:numa_nodes': '1'}
+    flavor = objects.Flavor(vcpus=plan.vcpus, memory_mb=plan.memory_mb,
+                            extra_specs=specs, name='f', flavorid='f')
+    guest = hardware.numa_get_constraints(
+        flavor, objects.ImageMeta.from_dict({'properties': {}}))
+    if [(len(c.cpuset), c.memory) for c in guest.cells] != list(
+            zip(plan.node_cpus, plan.node_memory_mb)):
+        return False
+    host = nova_hosts.numa_topology(topology.Host('h', cells))
+    return hardware.numa_fit_instance_to_host(
+        host, guest.obj_clone(), None) is not None
+
+
+@st.composite
+def hosts(draw, max_cells=6):
+    count = draw(st.integers(1, max_cells))
+    cells, first = [], 0
+    for i in range(count):
+        n = draw(st.sampled_from([0, 1, 2, 4, 8, 12, 16, 24, 32]))
+        mb = draw(st.sampled_from([0, 512, 1024, 4096, 16384, 32768, 65536,
+                                   98304, 131072, 262144]))
+        cells.append(Cell(i, cpus(first, n), mb))
+        first += n
+    return cells
+
+
+PROPERTY = hypothesis.settings(max_examples=200, deadline=None,
+                               derandomize=True, database=None)
+
+
+class PlanPropertyTest(testtools.TestCase):
+
+    @PROPERTY
+    @hypothesis.given(hosts(), st.integers(1, 100),
+                      st.one_of(st.integers(1, 600000),
+                                st.integers(1, 300).map(lambda k: k * 2048)),
+                      st.sampled_from([0, 10, 25]), st.booleans())
+    def test_plans_are_minimal_and_nova_accepts_them(self, cells, vcpus,
+                                                     memory_mb, headroom,
+                                                     pin):
+        """Ensures plans are minimal, complete and fit per nova, or errors.
+
+        N is minimal: no smaller N satisfies the constraints stated in
+        minimal_nodes(). A guest no N can hold gets a PlanError, not a plan.
+        """
+        expected = minimal_nodes(cells, vcpus, memory_mb, headroom)
+        if expected is None:
+            e = self.assertRaises(vnuma.PlanError, vnuma.plan, vcpus,
+                                  memory_mb, cells, headroom_pct=headroom,
+                                  pin=pin)
+            self.assertNotIn('\n', str(e))
+            return
+        plan = vnuma.plan(vcpus, memory_mb, cells, headroom_pct=headroom,
+                          pin=pin)
+
+        self.assertEqual(expected, plan.nodes)
+        self.assertEqual(vcpus, sum(plan.node_cpus))
+        self.assertEqual(memory_mb, sum(plan.node_memory_mb))
+        self.assertTrue(fits_with_headroom(cells, plan, headroom))
+        self.assertTrue(nova_fits(cells, plan))
+        specs = plan.extra_specs
+        if plan.nodes == 1 and not pin:
+            self.assertEqual({}, specs)
+            return
+        self.assertEqual(str(plan.nodes), specs['hw:numa_nodes'])
+        asymmetric = {k for k in specs if k.startswith(('hw:numa_cpus.',
+                                                        'hw:numa_mem.'))}
+        if plan.symmetric:
+            self.assertEqual(set(), asymmetric)
+        else:
+            self.assertEqual(
+                {'hw:numa_%s.%d' % (kind, i) for i in range(plan.nodes)
+                 for kind in ('cpus', 'mem')}, asymmetric)
+        if len(set(plan.node_cpus)) == 1:
+            self.assertEqual(str(plan.nodes), specs['hw:cpu_sockets'])
+        else:
+            self.assertNotIn('hw:cpu_sockets', specs)
+
+    @PROPERTY
+    @hypothesis.given(st.lists(st.tuples(st.integers(1, 16),
+                                         st.integers(0, 64)),
+                               min_size=1, max_size=6),
+                      st.integers(1, 64), st.integers(1, 200))
+    def test_gigabyte_pages(self, shapes, vcpus, gigabytes):
+        """Ensures 1 GiB page plans use whole pages of the pools, minimally.
+
+        Cells hold N guest nodes of whole free 1 GiB pages; no headroom is
+        taken from a hugepage pool.
+        """
+        cells, first = [], 0
+        for i, (n, pages) in enumerate(shapes):
+            cells.append(Cell(i, cpus(first, n), 64 * GB,
+                              small_page_mb=64 * GB - pages * GB,
+                              hugepages={1048576: (pages, 0)}))
+            first += n
+        memory_mb = gigabytes * GB
+        pools = [(n, pages) for n, pages in shapes if pages]
+        expected = None
+        for count in range(1, min(len(pools), vcpus, gigabytes) + 1):
+            if any(sum(n for n, _ in combo) >= vcpus and
+                   sum(p for _, p in combo) >= gigabytes
+                   for combo in itertools.combinations(pools, count)):
+                expected = count
+                break
+        if expected is None:
+            self.assertRaises(vnuma.PlanError, vnuma.plan, vcpus, memory_mb,
+                              cells, page_size='1GB')
+            return
+        plan = vnuma.plan(vcpus, memory_mb, cells, page_size='1GB')
+
+        self.assertEqual(expected, plan.nodes)
+        self.assertEqual('1GB', plan.extra_specs['hw:mem_page_size'])
+        self.assertTrue(all(mb % GB == 0 for mb in plan.node_memory_mb))
+        self.assertTrue(nova_fits(cells, plan))
+        self.assertNotIn(vnuma.SMALL_PAGES_WARNING, plan.warnings)

@@ -26,8 +26,9 @@ from oslo_utils import timeutils
 from nova import objects
 from nova.scheduler import host_manager
 
+from nova_numa_guard.topology import SMALL_PAGE_KB
+
 _CELL_UUID = '5e2c7ee4-6b44-4c0e-9d52-8c3bfa2f8a0f'
-SMALL_PAGE_KB = 4
 
 
 def numa_topology(host):

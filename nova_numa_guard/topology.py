@@ -17,6 +17,10 @@ parsers, the simulator and the vNUMA planner all build and read these objects.
 Memory is in MiB, like nova's ``NUMACell.memory``.
 """
 
+# The size of a small (base) page, KiB: the page pool a host cell's
+# ``small_page_mb`` is made of.
+SMALL_PAGE_KB = 4
+
 
 class Cell:
     """One host NUMA node as the guard sees it.

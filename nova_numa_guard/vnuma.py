@@ -29,15 +29,23 @@ chosen cell holds an equal share; otherwise every guest node gets explicit
 chosen cells so the bigger guest nodes go to the bigger cells. ``hw:cpu_sockets
 = N`` gives the guest one socket per node when the vCPUs split evenly.
 
+Guest nodes are sized in whole pages: of the given size, of the smallest
+hugepage size for ``large`` (nova backs each node with the largest page size
+that fits it), and in MiB for ``small`` and ``any`` (nova falls back to small
+pages).
+
 Every plan is checked with nova itself before it is returned:
 ``nova.virt.hardware.numa_get_constraints`` must turn the specs into exactly
 the planned guest nodes, and ``numa_fit_instance_to_host`` must fit them on
-the host's cells. The planner works on the host's shape: nova's per-cell
-usage in the cells is ignored, live free memory (``Cell.live_free_mb``) only
-produces warnings.
+the host's cells, each node on a cell that holds it with the headroom. nova
+picks the cells itself (the first permutation of the host cells that fits),
+so the order of the guest nodes in the specs is chosen for that. The planner
+works on the host's shape: nova's per-cell usage in the cells is ignored,
+live free memory (``Cell.live_free_mb``) only produces warnings.
 """
 
 import itertools
+import re
 import warnings
 
 from oslo_utils import strutils
@@ -45,7 +53,6 @@ from oslo_utils import strutils
 from nova_numa_guard import topology
 
 DEFAULT_HEADROOM_PCT = 10
-SMALL_PAGE_KB = 4
 # The page size assumed for ``large`` when the host description lists no
 # hugepage pools.
 ASSUMED_LARGE_PAGE_KB = 2048
@@ -55,6 +62,11 @@ NUMA_CPUS = 'hw:numa_cpus.%d'
 NUMA_MEM = 'hw:numa_mem.%d'
 CPU_SOCKETS = 'hw:cpu_sockets'
 MEM_PAGE_SIZE = 'hw:mem_page_size'
+# Extra specs that can give a flavor a NUMA topology (nova decides): its own
+# layout, hugepages, pinned CPUs, vPMEM.
+TOPOLOGY_KEYS = (NUMA_NODES, MEM_PAGE_SIZE, 'hw:cpu_policy', 'hw:pmem')
+TOPOLOGY_KEY_PREFIXES = ('hw:numa_cpus.', 'hw:numa_mem.')
+_PCPU_KEY = re.compile(r'^resources[\w-]*:PCPU$')
 
 SMALL_PAGES_WARNING = (
     'the guest\'s memory is bound strictly to its host nodes on small '
@@ -133,7 +145,7 @@ class PageSize:
         if size_kb <= 0 or size_kb & (size_kb - 1):
             raise PlanError('page size %r is not a power of two KiB' %
                             self.value[:40])
-        if size_kb == SMALL_PAGE_KB:
+        if size_kb == topology.SMALL_PAGE_KB:
             self.kind = 'small'
         else:
             self.kind = 'size'
@@ -171,7 +183,8 @@ def plan(vcpus, memory_mb, cells, headroom_pct=DEFAULT_HEADROOM_PCT,
     _check_args(vcpus, memory_mb, headroom_pct)
     page = None if page_size is None else PageSize(page_size)
     layout = _Layout(cells, headroom_pct, page)
-    nodes_cpus, nodes_mb, symmetric = layout.solve(vcpus, memory_mb)
+    nodes_cpus, nodes_mb, symmetric, targets = layout.solve(vcpus,
+                                                            memory_mb)
 
     notes = list(layout.notes)
     n = len(nodes_cpus)
@@ -183,33 +196,67 @@ def plan(vcpus, memory_mb, cells, headroom_pct=DEFAULT_HEADROOM_PCT,
     if with_specs and (page is None or page.may_be_small):
         notes.append(SMALL_PAGES_WARNING)
 
-    # nova's numa_fit_instance_to_host caches per (host cell, guest cell
-    # id) while it renumbers guest cells, so with guest nodes of different
-    # sizes it can miss a placement that exists. The planned order (bigger
-    # nodes first) is tried first, then other orders of the same nodes.
+    # nova's numa_fit_instance_to_host places guest node i on the i-th cell
+    # of the first permutation of host cells that fits, so the order of the
+    # nodes decides which cell gets which node. The order that lines the
+    # nodes up with their planned cells in nova's order is tried first,
+    # then other orders, until nova puts every node on a cell that holds
+    # it with the headroom.
     nodes = list(zip(nodes_cpus, nodes_mb))
-    for order in _orders(nodes, symmetric):
+    overfull = None
+    for order in _orders(_nova_order(layout.cells, targets, nodes),
+                         symmetric):
         cpus_order = [count for count, _ in order]
         mb_order = [mb for _, mb in order]
         specs = (_specs(cpus_order, mb_order, symmetric, page)
                  if with_specs else {})
         host_cells = _verify(layout, specs, vcpus, memory_mb, cpus_order,
                              mb_order)
-        if host_cells is not None:
+        if host_cells is None:
+            continue
+        # Without specs the guest has no NUMA topology: nova places no
+        # node, the check above only shows that one cell can hold it.
+        over = with_specs and layout.overfull(order, host_cells)
+        if not over:
             notes.extend(_live_notes(cells, mb_order))
             return Plan(vcpus, memory_mb, cpus_order, mb_order, host_cells,
                         symmetric, specs, notes)
+        overfull = overfull or over
+    if overfull:
+        raise PlanError(layout.overfull_text(*overfull))
     raise PlanError('nova cannot fit the guest nodes %s on the host (its '
                     'numa_fit_instance_to_host finds no placement)' % (
                         ', '.join('%d vCPUs/%d MB' % node for node in nodes)))
 
 
+def _nova_order(cells, targets, nodes):
+    """The guest nodes in the order nova tries their planned cells.
+
+    ``numa_fit_instance_to_host`` tries the host cells in their order when
+    the guest takes all of them, else those with the most free memory first
+    (it spreads by default).
+
+    :param cells: the host cells, as nova gets them.
+    :param targets: the planned cell of each guest node.
+    :param nodes: the guest nodes, ``(vCPUs, MiB)``.
+    """
+    position = {cell.id: i for i, cell in enumerate(cells)}
+    spread = len(nodes) < len(cells)
+
+    def rank(pair):
+        cell = pair[0]
+        free = cell.memory_mb - cell.numa_used_mb
+        return (-free if spread else 0, position[cell.id])
+
+    return [node for _, node in sorted(zip(targets, nodes), key=rank)]
+
+
 def _orders(nodes, symmetric, limit=120):
-    """The planned order of guest nodes, then other distinct orders."""
+    """The given order of guest nodes, then other distinct orders."""
+    yield nodes
     if symmetric:
-        yield nodes
         return
-    seen = set()
+    seen = {tuple(nodes)}
     for order in itertools.permutations(nodes):
         if order not in seen:
             seen.add(order)
@@ -265,23 +312,8 @@ class _Layout:
             c.small_page_mb > 0 or any(_pool_mb(c, size) > 0
                                        for size in c.hugepages)
             for c in self.holding)
-        sizes = sorted({size for c in self.holding for size in c.hugepages})
-        kind = page.kind if page else 'small'
-        self.assumed_kb = None
-        if kind == 'size':
-            self.mult_mb = max(1, page.size_kb // 1024)
-            if page.size_kb not in sizes:
-                self.assumed_kb = page.size_kb
-        elif kind == 'large':
-            if sizes:
-                self.mult_mb = max(1, sizes[-1] // 1024)
-            else:
-                self.assumed_kb = ASSUMED_LARGE_PAGE_KB
-                self.mult_mb = ASSUMED_LARGE_PAGE_KB // 1024
-        elif kind == 'any' and sizes:
-            self.mult_mb = max(1, sizes[-1] // 1024)
-        else:
-            self.mult_mb = 1
+        page_kb, self.assumed_kb = self._page_kb()
+        self.mult_mb = max(1, page_kb // 1024)
         if self.assumed_kb:
             self.notes.append(
                 'the host description lists no %d KiB pages; the plan '
@@ -297,6 +329,27 @@ class _Layout:
         self.offers = [o for o in self.offers if o[2] >= self.mult_mb]
         self.excluded = len(cells) - len(self.offers)
         self.offers.sort(key=lambda o: (-o[2], -o[1], o[0].id))
+
+    def _page_kb(self):
+        """(page size guest nodes are multiples of, size assumed or None).
+
+        For ``large`` nova backs each node with the largest page size that
+        fits it: nodes of whole pages of the smallest size with free pages
+        can fit a pool (nova's check finds those that do not). ``any``
+        falls back to small pages, like ``small``.
+        """
+        kind = self.page.kind if self.page else 'small'
+        listed = {size for c in self.holding for size in c.hugepages}
+        if kind == 'size':
+            size = self.page.size_kb
+            return size, (None if size in listed else size)
+        if kind == 'large':
+            free = {size for c in self.holding for size in c.hugepages
+                    if _pool_mb(c, size) > 0}
+            if free or listed:
+                return min(free or listed), None
+            return ASSUMED_LARGE_PAGE_KB, ASSUMED_LARGE_PAGE_KB
+        return topology.SMALL_PAGE_KB, None
 
     def _with_assumed_pool(self, cell):
         if not cell.cpus:
@@ -342,15 +395,37 @@ class _Layout:
         for n in range(1, limit + 1):
             sym = self._symmetric(n, vcpus, memory_mb)
             if sym:
-                return [vcpus // n] * n, [memory_mb // n] * n, True
+                return [vcpus // n] * n, [memory_mb // n] * n, True, sym
             mem, subset = best.get(n, (-1, ()))
             if mem >= memory_mb:
                 subset = sorted(subset, key=lambda o: (-o[2], -o[1],
                                                        o[0].id))
                 cpus = _split(vcpus, [o[1] for o in subset])
                 mem_units = _split(units, [o[2] // mult for o in subset])
-                return cpus, [u * mult for u in mem_units], False
+                return (cpus, [u * mult for u in mem_units], False,
+                        [o[0] for o in subset])
         raise PlanError(self._why_not(vcpus, memory_mb))
+
+    def overfull(self, nodes, host_cells):
+        """The first guest node nova placed beyond what its cell offers.
+
+        :param nodes: the guest nodes, ``(vCPUs, MiB)``.
+        :param host_cells: the id of the cell nova placed each node on.
+        :returns: ``(vCPUs, MiB, cell)`` or None.
+        """
+        by_id = {c.id: c for c in self.cells}
+        for (count, mb), cell_id in zip(nodes, host_cells):
+            cell = by_id[cell_id]
+            if count > len(cell.cpus) or mb > self.capacity_mb(cell):
+                return count, mb, cell
+        return None
+
+    def overfull_text(self, count, mb, cell):
+        return ('nova places the guest node of %d vCPUs and %d MB on host '
+                'cell %d, which offers %d CPUs and %d MB%s, in every order '
+                'of the guest nodes; a lower headroom may accept it' % (
+                    count, mb, cell.id, len(cell.cpus),
+                    self.capacity_mb(cell), self._headroom_text()))
 
     def _symmetric(self, n, vcpus, memory_mb):
         if vcpus % n or memory_mb % n or (memory_mb // n) % self.mult_mb:
@@ -358,6 +433,13 @@ class _Layout:
         fits = [o for o in self.offers
                 if o[1] >= vcpus // n and o[2] >= memory_mb // n]
         return [o[0] for o in fits[:n]] if len(fits) >= n else None
+
+    def _headroom_text(self):
+        """How the headroom counts: hugepage pools are headroom already."""
+        if (self.page and self.page.kind in ('size', 'large') and
+                not self.assumed_kb):
+            return ''
+        return ' (after %g%% headroom)' % self.headroom_pct
 
     def _what(self):
         if self.page and self.page.kind == 'size':
@@ -375,9 +457,7 @@ class _Layout:
         mems = sorted((o[2] for o in self.offers), reverse=True)
         n_cpu = _cover(cpus, vcpus)
         n_mem = _cover(mems, memory_mb)
-        headroom = ('' if self.page and self.page.kind in ('size', 'large')
-                    and not self.assumed_kb else
-                    ' (after %g%% headroom)' % self.headroom_pct)
+        headroom = self._headroom_text()
         if n_cpu is None:
             need = -(-vcpus // cpus[0])
             if need > count:
@@ -499,6 +579,50 @@ def _nova():
     return _NOVA[0]
 
 
+def _flavor(vcpus, memory_mb, extra_specs):
+    _, objects, _, _ = _nova()
+    return objects.Flavor(name='nova-numa-guard-plan', flavorid='plan',
+                          vcpus=vcpus, memory_mb=memory_mb, root_gb=0,
+                          ephemeral_gb=0, swap=0, extra_specs=extra_specs)
+
+
+def _no_image():
+    _, objects, _, _ = _nova()
+    return objects.ImageMeta.from_dict({'properties': {}})
+
+
+def topology_keys(vcpus, memory_mb, extra_specs):
+    """The extra specs that give a flavor a NUMA topology of its own.
+
+    nova's ``numa_get_constraints`` decides whether the flavor has one (a
+    layout of its own, pinned CPUs, hugepages or vPMEM);
+    ``hw:cpu_policy=shared`` or a mere mention of a key in a value gives
+    none.
+
+    :param extra_specs: ``{key: value}``; values are turned into strings.
+    :returns: sorted keys that make the topology, empty when nova gives the
+        flavor none.
+    :raises: PlanError when nova rejects the extra specs.
+    """
+    exception, _, hardware, _ = _nova()
+    specs = {str(key): str(value) for key, value in extra_specs.items()}
+    try:
+        guest = hardware.numa_get_constraints(
+            _flavor(vcpus, memory_mb, specs), _no_image())
+    except (exception.NovaException, ValueError) as e:
+        # nova quotes the values, which may hold newlines: keep one line.
+        raise PlanError('nova rejects the flavor\'s extra specs: %s' %
+                        ' '.join(str(e).split()))
+    if guest is None:
+        return []
+    keys = sorted(key for key, value in specs.items()
+                  if (key in TOPOLOGY_KEYS or
+                      key.startswith(TOPOLOGY_KEY_PREFIXES) or
+                      _PCPU_KEY.match(key)) and
+                  (key, value.strip().lower()) != ('hw:cpu_policy', 'shared'))
+    return keys or sorted(specs)
+
+
 def _verify(layout, specs, vcpus, memory_mb, nodes_cpus, nodes_mb):
     """Check the plan with nova.
 
@@ -507,24 +631,22 @@ def _verify(layout, specs, vcpus, memory_mb, nodes_cpus, nodes_mb):
     :raises: PlanError when nova rejects the specs or reads them as other
         guest nodes than planned.
     """
-    exception, objects, hardware, nova_hosts = _nova()
+    exception, _, hardware, nova_hosts = _nova()
     # A guest without specs is checked as a one-node guest.
     checked = dict(specs) or {NUMA_NODES: '1'}
-    flavor = objects.Flavor(name='nova-numa-guard-plan', flavorid='plan',
-                            vcpus=vcpus, memory_mb=memory_mb, root_gb=0,
-                            ephemeral_gb=0, swap=0, extra_specs=checked)
-    image = objects.ImageMeta.from_dict({'properties': {}})
+    flavor = _flavor(vcpus, memory_mb, checked)
+    image = _no_image()
     try:
         guest = hardware.numa_get_constraints(flavor, image)
         best = hardware.get_best_cpu_topology(flavor, image)
     except (exception.NovaException, ValueError) as e:
         raise PlanError('nova rejects the specs %s: %s' % (
-            _specs_text(checked), e))
+            specs_text(checked), e))
     got = ([len(c.cpuset) for c in guest.cells],
            [c.memory for c in guest.cells]) if guest else None
     if got != (list(nodes_cpus), list(nodes_mb)):
         raise PlanError('nova reads the specs %s as guest nodes %r, not the '
-                        'planned %r' % (_specs_text(checked), got,
+                        'planned %r' % (specs_text(checked), got,
                                         (list(nodes_cpus), list(nodes_mb))))
     if CPU_SOCKETS in specs and best.sockets != len(nodes_cpus):
         raise PlanError('nova gives the guest %d sockets, not %d' % (
@@ -541,5 +663,6 @@ def _verify(layout, specs, vcpus, memory_mb, nodes_cpus, nodes_mb):
     return [c.id for c in fitted.cells]
 
 
-def _specs_text(specs):
+def specs_text(specs):
+    """Extra specs as ``key=value`` words, in their order."""
     return ' '.join('%s=%s' % item for item in specs.items())

@@ -14,10 +14,10 @@
 
 import json
 import logging
-import os
 import re
 import shlex
 
+from cliff.formatters import base as formatters
 from cliff import show
 
 from nova_numa_guard.inputs import capabilities
@@ -33,11 +33,9 @@ LOG = logging.getLogger(__name__)
 FLAVOR_FIELDS = ('ID', 'Name', 'RAM', 'Disk', 'Ephemeral', 'VCPUs',
                  'Is Public', 'Swap', 'RXTX Factor', 'Properties',
                  'Description')
-# Flavors that already have a NUMA topology: their own layout, hugepages or
-# pinned CPUs (nova gives those a one-node topology).
-_NUMA_PROPERTY = re.compile(
-    r'(?:^|[\s,{\'"])(hw:numa_nodes|hw:numa_cpus\.\d+|hw:numa_mem\.\d+|'
-    r'hw:mem_page_size|hw:cpu_policy)[\'"]?\s*[=:]')
+# One property of the Properties column as older openstackclients print
+# it: key='value', key2='value2'.
+_PROPERTY = re.compile(r"([^\s=,']+)='([^']*)'")
 
 BATCH_COLUMNS = ('Flavor', 'VCPUs', 'RAM', 'Nodes', 'Extra Specs', 'Command')
 
@@ -53,8 +51,15 @@ class FlavorSpecs(show.ShowOne):
     'openstack flavor set' commands.
     """
 
+    def __init__(self, app, app_args, cmd_name=None):
+        super().__init__(app, app_args, cmd_name=cmd_name)
+        self._failed = 0
+        self._parser = None
+
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
+        # For usage errors found after parsing (argparse exits 2).
+        self._parser = parser
         parser.add_argument(
             '--vcpus', metavar='<vcpus>', type=int,
             help='Number of vCPUs of the flavor (required unless --flavors '
@@ -106,14 +111,15 @@ class FlavorSpecs(show.ShowOne):
         return parser
 
     def take_action(self, parsed_args):
-        self._failed = 0
         args = parsed_args
         if args.flavors and (args.vcpus is not None or args.ram is not None):
-            raise InputError('flavor-specs', '--flavors replaces --vcpus and '
-                             '--ram; give one or the other')
+            self._parser.error('--flavors replaces --vcpus and --ram; give '
+                               'one or the other')
         if not args.flavors and (args.vcpus is None or args.ram is None):
-            raise InputError('flavor-specs', '--vcpus and --ram are required '
-                             '(or --flavors)')
+            self._parser.error('--vcpus and --ram are required (or '
+                               '--flavors)')
+        if args.flavors:
+            self._check_list_output(args)
         host = self._host(args)
         if args.flavors:
             return self._batch(args, host)
@@ -131,7 +137,7 @@ class FlavorSpecs(show.ShowOne):
         if args.capabilities:
             host = capabilities.load(args.capabilities)
         elif args.sysfs_root:
-            host = sysfs_host(args.sysfs_root)
+            host = sysfs.read_host(args.sysfs_root)
         else:
             host = parse_cells(args.cells)
         if args.numastat:
@@ -150,11 +156,13 @@ class FlavorSpecs(show.ShowOne):
         warned = set()
         for flavor in load_flavors(args.flavors):
             name = flavor['name']
-            if flavor['numa']:
-                LOG.info('%s: already has a NUMA topology (%s); skipped',
-                         name, flavor['numa'])
-                continue
             try:
+                numa = vnuma.topology_keys(flavor['vcpus'], flavor['ram'],
+                                           flavor['properties'])
+                if numa:
+                    LOG.info('%s: already has a NUMA topology (%s); skipped',
+                             name, ', '.join(numa))
+                    continue
                 plan = vnuma.plan(flavor['vcpus'], flavor['ram'], host,
                                   headroom_pct=args.headroom,
                                   page_size=args.page_size, pin=args.pin)
@@ -174,33 +182,50 @@ class FlavorSpecs(show.ShowOne):
                 else:
                     LOG.warning('Warning: %s: %s', name, warning)
             rows.append((name, flavor['vcpus'], flavor['ram'], plan.nodes,
-                         _specs_text(plan.extra_specs),
+                         vnuma.specs_text(plan.extra_specs),
                          flavor_set_command(name, plan.extra_specs)))
         return BATCH_COLUMNS, rows
+
+    def _check_list_output(self, args):
+        """Refuse list output options that cannot work, before planning."""
+        if not isinstance(self.formatter, formatters.ListFormatter):
+            raise InputError('flavor-specs', '-f %s cannot show a list of '
+                             'flavors; use table, json, yaml or value' %
+                             args.formatter)
+        if args.columns and not _batch_columns(args.columns):
+            raise InputError('flavor-specs', '-c %s: no such column; the '
+                             'columns are %s' % (' -c '.join(args.columns),
+                                                 ', '.join(BATCH_COLUMNS)))
 
     def produce_output(self, parsed_args, column_names, data):
         if not parsed_args.flavors:
             return super().produce_output(parsed_args, column_names, data)
-        if not hasattr(self.formatter, 'emit_list'):
-            raise InputError('flavor-specs', '-f %s cannot show a list of '
-                             'flavors; use table, json, yaml or value' %
-                             parsed_args.formatter)
-        columns = list(column_names)
         if parsed_args.columns:
-            columns, selector = self._generate_columns_and_selector(
-                parsed_args, column_names)
-            data = [list(self._compress_iterable(row, selector))
-                    for row in data]
+            keep = _batch_columns(parsed_args.columns)
         elif parsed_args.formatter == 'value':
             # Ready to paste or pipe to a shell.
-            columns = ['Command']
-            data = [(row[-1],) for row in data]
-        self.formatter.emit_list(columns, data, self.app.stdout, parsed_args)
+            keep = [BATCH_COLUMNS.index('Command')]
+        else:
+            keep = range(len(column_names))
+        self.formatter.emit_list([column_names[i] for i in keep],
+                                 [[row[i] for i in keep] for row in data],
+                                 self.app.stdout, parsed_args)
         return 0
 
     def run(self, parsed_args):
         result = super().run(parsed_args)
         return 1 if self._failed else result
+
+
+def _batch_columns(wanted):
+    """Indexes of the batch columns ``-c`` names, as cliff matches names
+    ('Extra Specs', 'extra_specs' or 'extra specs').
+    """
+    def key(name):
+        return name.lower().strip().replace(' ', '_')
+
+    wanted = {key(name) for name in wanted}
+    return [i for i, name in enumerate(BATCH_COLUMNS) if key(name) in wanted]
 
 
 def parse_cells(text, source='--cells'):
@@ -223,34 +248,6 @@ def parse_cells(text, source='--cells'):
     return topology.Host('cells', cells)
 
 
-def sysfs_host(root):
-    """The NUMA nodes under sysfs ``root`` as a :class:`topology.Host`.
-
-    Hugepages are carved out of a node's MemTotal: the rest is its
-    small-page memory. Every hugepage counts as the host's shape (the plan
-    is for the flavor, not for now); free memory now (MemFree, reclaimable
-    page cache and slab) becomes each cell's ``live_free_mb``.
-    """
-    nodes = sysfs.read_nodes(root)
-    ids = [node.id for node in nodes]
-    cells = []
-    for node in nodes:
-        total_kb = node.meminfo['MemTotal']
-        huge_kb = sum(size * total
-                      for size, (total, _) in node.hugepages.items())
-        distances = (dict(zip(ids, node.distances))
-                     if len(node.distances) == len(ids) else {})
-        cells.append(topology.Cell(
-            id=node.id, cpus=frozenset(node.cpus),
-            memory_mb=total_kb // 1024,
-            small_page_mb=max(0, total_kb - huge_kb) // 1024,
-            hugepages={size: (total, 0)
-                       for size, (total, _) in node.hugepages.items()},
-            distances=distances,
-            live_free_mb=node.available_kb // 1024))
-    return topology.Host(os.path.normpath(root), cells)
-
-
 def _is_count(text):
     return text.isdigit() and text.isascii() and len(text) < 10
 
@@ -258,8 +255,8 @@ def _is_count(text):
 def load_flavors(path):
     """Flavors from ``openstack flavor list --long -f json`` output.
 
-    :returns: list of dicts with ``name``, ``vcpus``, ``ram`` and ``numa``
-        (the NUMA-related property keys the flavor already has, or '').
+    :returns: list of dicts with ``name``, ``vcpus``, ``ram`` and
+        ``properties`` (the flavor's extra specs, ``{key: str}``).
     :raises: InputError on anything else.
     """
     try:
@@ -290,16 +287,17 @@ def load_flavors(path):
                     value < 1):
                 raise InputError(path, 'flavor %s: %s must be a positive '
                                  'integer, got %r' % (name, field, value))
-        properties = item.get('Properties') or ''
-        if isinstance(properties, dict):
-            properties = ' '.join('%s=%s' % kv for kv in properties.items())
-        elif not isinstance(properties, str):
+        properties = item.get('Properties') or {}
+        if isinstance(properties, str):
+            # key='value', key2='value2' (older openstackclients).
+            properties = dict(_PROPERTY.findall(properties))
+        elif not isinstance(properties, dict):
             raise InputError(path, 'flavor %s: Properties must be an object '
                              'or a string' % name)
-        numa = sorted(set(m.group(1) for m in
-                          _NUMA_PROPERTY.finditer(' ' + properties)))
         flavors.append({'name': name, 'vcpus': item['VCPUs'],
-                        'ram': item['RAM'], 'numa': ', '.join(numa)})
+                        'ram': item['RAM'],
+                        'properties': {str(key): str(value)
+                                       for key, value in properties.items()}})
     return flavors
 
 
@@ -310,7 +308,3 @@ def flavor_set_command(name, specs):
         words += ['--property', '%s=%s' % (key, value)]
     words.append(name)
     return ' '.join(shlex.quote(w) for w in words)
-
-
-def _specs_text(specs):
-    return ' '.join('%s=%s' % item for item in specs.items())

@@ -17,7 +17,8 @@ reports (the whole ``<capabilities>`` document, or just its ``<topology>``
 element as the seed shows it): per cell its memory (KiB, kept in MiB like
 nova's ``NUMACell.memory``), its CPUs with socket, core and thread siblings,
 its page pools (``<pages>``: the smallest is the small-page pool, the others
-hugepages) and its distances to the other cells.
+hugepages) and its distances to the other cells. Sizes are scaled in integer
+arithmetic; sizes above 1 EiB are refused as implausible.
 
 The XML is parsed with ``defusedxml`` and any document type declaration is
 refused: capabilities XML never has one, and entity declarations are how
@@ -31,16 +32,23 @@ import defusedxml
 from defusedxml import ElementTree as safe_tree
 
 from nova_numa_guard.inputs import InputError
+from nova_numa_guard.inputs import sysfs
 from nova_numa_guard import topology
 
-# libvirt's scaled-integer units, in KiB.
-_UNITS_KB = {
-    'b': 1.0 / 1024, 'bytes': 1.0 / 1024,
-    'KB': 1000.0 / 1024, 'k': 1, 'K': 1, 'KiB': 1,
-    'MB': 1000.0 ** 2 / 1024, 'M': 1024, 'MiB': 1024,
-    'GB': 1000.0 ** 3 / 1024, 'G': 1024 ** 2, 'GiB': 1024 ** 2,
-    'TB': 1000.0 ** 4 / 1024, 'T': 1024 ** 3, 'TiB': 1024 ** 3,
+# libvirt's scaled-integer units, in bytes.
+UNIT_B = {
+    'b': 1, 'bytes': 1,
+    'KB': 1000, 'k': 1024, 'K': 1024, 'KiB': 1024,
+    'MB': 1000 ** 2, 'M': 1024 ** 2, 'MiB': 1024 ** 2,
+    'GB': 1000 ** 3, 'G': 1024 ** 3, 'GiB': 1024 ** 3,
+    'TB': 1000 ** 4, 'T': 1024 ** 4, 'TiB': 1024 ** 4,
+    'PB': 1000 ** 5, 'P': 1024 ** 5, 'PiB': 1024 ** 5,
+    'EB': 1000 ** 6, 'E': 1024 ** 6, 'EiB': 1024 ** 6,
 }
+# Sizes (KiB) above 1 EiB are not a real machine.
+MAX_KB = sysfs.MAX_KB
+# Longer numbers than this many digits are above any size or count.
+_MAX_DIGITS = 20
 
 
 def load(path, name=None):
@@ -90,8 +98,8 @@ def parse(data, source='capabilities', name=None):
     if not cells:
         raise InputError(source, '<cells> lists no <cell>')
     declared = cells_el.get('num')
-    if declared is not None and _int(declared, source, '<cells num>') != len(
-            cells):
+    if declared is not None and _int(declared, source,
+                                     '<cells num>') != len(cells):
         raise InputError(source, '<cells num=%r> but %d <cell> elements' % (
             declared, len(cells)))
     _check_unique(source, 'cell id', [c.id for c in cells])
@@ -129,8 +137,9 @@ def _cell(el, source):
     memory_el = el.find('memory')
     if memory_el is None:
         raise InputError(source, '%s has no <memory>' % where)
-    memory_kb = _scaled_kb(memory_el, source, where + ' <memory>')
-    memory_mb = int(memory_kb // 1024)
+    memory_kb = _size_kb(memory_el.text, memory_el.get('unit', 'KiB'),
+                         source, where + ' <memory>', allow_zero=True)
+    memory_mb = memory_kb // 1024
 
     pools = {}
     for pages in el.findall('pages'):
@@ -139,7 +148,11 @@ def _cell(el, source):
         if size_kb in pools:
             raise InputError(source, '%s lists %d KiB pages twice' % (
                 where, size_kb))
-        pools[size_kb] = _int(pages.text, source, where + ' <pages> count')
+        count = _int(pages.text, source, where + ' <pages> count')
+        if count * size_kb > MAX_KB:
+            raise InputError(source, '%s <pages>: %d pages of %d KiB are '
+                             'implausibly many' % (where, count, size_kb))
+        pools[size_kb] = count
 
     cpus_el = el.find('cpus')
     cpus, sockets, siblings = set(), set(), []
@@ -194,19 +207,21 @@ def _int(text, source, what):
     if not text.isdigit() or not text.isascii():
         raise InputError(source, '%s: expected a non-negative integer, got '
                          '%r' % (what, text[:40]))
+    if len(text) > _MAX_DIGITS:
+        raise InputError(source, '%s: %s... is implausibly large' % (
+            what, text[:_MAX_DIGITS]))
     return int(text)
 
 
-def _scaled_kb(el, source, what):
-    return _size_kb(el.text, el.get('unit', 'KiB'), source, what,
-                    allow_zero=True)
-
-
 def _size_kb(text, unit, source, what, allow_zero=False):
+    """A scaled integer (``<memory unit='KB'>``...) in whole KiB."""
     number = _int(text, source, what)
-    if unit not in _UNITS_KB:
+    if unit not in UNIT_B:
         raise InputError(source, '%s: unknown unit %r' % (what, unit[:20]))
-    size = int(number * _UNITS_KB[unit])
+    size = number * UNIT_B[unit] // 1024
+    if size > MAX_KB:
+        raise InputError(source, '%s: %d %s is implausibly large' % (
+            what, number, unit))
     if size <= 0 and not allow_zero:
         raise InputError(source, '%s: must be positive' % what)
     return size
@@ -214,14 +229,12 @@ def _size_kb(text, unit, source, what, allow_zero=False):
 
 def _cpu_list(text, source, what):
     """A libvirt CPU list ("0,12", "0-3,8") as a frozenset of ints."""
-    cpus = set()
-    for part in text.split(','):
-        first, sep, last = part.strip().partition('-')
-        start = _int(first, source, what)
-        end = _int(last, source, what) if sep else start
-        if end < start or end - start > 65536:
-            raise InputError(source, '%s: bad range %r' % (what, part[:40]))
-        cpus.update(range(start, end + 1))
+    try:
+        cpus = sysfs.parse_cpulist(text, source)
+    except InputError as e:
+        raise InputError(source, '%s: %s' % (what, e.problem))
+    if not cpus:
+        raise InputError(source, '%s: empty' % what)
     return frozenset(cpus)
 
 

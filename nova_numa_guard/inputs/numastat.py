@@ -68,12 +68,14 @@ class Numastat:
         """``{node_id: whole MB}`` the node could give a guest now.
 
         ``MemFree + Inactive(file) + SReclaimable`` (page cache and slab the
-        kernel can drop), the estimate the agent publishes from sysfs.
+        kernel can drop), capped at ``MemTotal``: the estimate the agent
+        publishes from sysfs.
         """
         free = self.field('MemFree')
+        total = self.field('MemTotal')
         extra = [self.field(row) for row in ('Inactive(file)', 'SReclaimable')
                  if row in self.rows]
-        return {node: int(mb + sum(e[node] for e in extra))
+        return {node: int(min(total[node], mb + sum(e[node] for e in extra)))
                 for node, mb in free.items()}
 
     def total_mb(self):
@@ -147,13 +149,16 @@ def parse(text, source='numastat'):
         parsed = []
         for value in values:
             value_match = _VALUE.match(value)
-            places = (len(value_match.group(1) or '')
-                      if value_match else None)
+            if not value_match:
+                raise InputError(source, 'line %d: row %s: bad value %r: not '
+                                 'a number of MB; truncated?' % (
+                                     number, name, value[:20]))
+            places = len(value_match.group(1) or '')
             if decimals is None:
                 decimals = places
-            if places is None or places != decimals:
-                raise InputError(source, 'line %d: row %s: bad value %r '
-                                 '(numastat prints MB with %s decimals); '
+            if places != decimals:
+                raise InputError(source, 'line %d: row %s: bad value %r: '
+                                 'numastat prints MB with %d decimals; '
                                  'truncated?' % (number, name, value[:20],
                                                  decimals))
             parsed.append(float(value))

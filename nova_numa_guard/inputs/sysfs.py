@@ -32,6 +32,7 @@ import os
 import re
 
 from nova_numa_guard.inputs import InputError
+from nova_numa_guard import topology
 
 NODE_DIR = os.path.join('devices', 'system', 'node')
 PCI_DIR = os.path.join('bus', 'pci', 'devices')
@@ -223,14 +224,55 @@ def parse_cpulist(text, source):
         return []
     for part in text.split(','):
         first, sep, last = part.strip().partition('-')
-        if not first.isdigit() or (sep and not last.isdigit()):
+        first = _cpu_number(first)
+        last = _cpu_number(last) if sep else first
+        if first is None or last is None:
             raise InputError(source, 'bad CPU list item %r' % part[:30])
-        first = int(first)
-        last = int(last) if sep else first
         if last < first or last >= 2 ** 16:
             raise InputError(source, 'bad CPU range %r' % part[:30])
         cpus.update(range(first, last + 1))
     return sorted(cpus)
+
+
+def _cpu_number(text):
+    """A CPU id in ASCII digits as an int, else None.
+
+    Longer numbers than any CPU id stand for 2 ** 64: int() refuses
+    thousands of digits.
+    """
+    if not (text.isascii() and text.isdigit()):
+        return None
+    return int(text) if len(text) <= 20 else 2 ** 64
+
+
+def read_host(root):
+    """The NUMA nodes under sysfs ``root`` as a :class:`topology.Host`.
+
+    Hugepages are carved out of a node's MemTotal: the rest is its
+    small-page memory. Every hugepage counts as the host's shape (a plan is
+    for the flavor, not for now); the memory the node could give now
+    (:attr:`Node.available_kb`) becomes each cell's ``live_free_mb``.
+
+    :raises InputError: when a node cannot be read.
+    """
+    nodes = read_nodes(root)
+    ids = [node.id for node in nodes]
+    cells = []
+    for node in nodes:
+        total_kb = node.meminfo['MemTotal']
+        huge_kb = sum(size * total
+                      for size, (total, _) in node.hugepages.items())
+        distances = (dict(zip(ids, node.distances))
+                     if len(node.distances) == len(ids) else {})
+        cells.append(topology.Cell(
+            id=node.id, cpus=frozenset(node.cpus),
+            memory_mb=total_kb // 1024,
+            small_page_mb=max(0, total_kb - huge_kb) // 1024,
+            hugepages={size: (total, 0)
+                       for size, (total, _) in node.hugepages.items()},
+            distances=distances,
+            live_free_mb=node.available_kb // 1024))
+    return topology.Host(os.path.normpath(root), cells)
 
 
 def parse_distance(text, source):

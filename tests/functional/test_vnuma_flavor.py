@@ -14,19 +14,18 @@
 
 import io
 import json
+import os
 from xml.etree import ElementTree
+
+import fixtures
 
 from nova import context as nova_context
 from nova import objects
 
 from nova_numa_guard.cli import app
-from nova_numa_guard.cli import flavor_specs
+from nova_numa_guard.inputs import capabilities
 from nova_numa_guard import vnuma
 from tests.functional import base
-
-# The seed host as the fake libvirt builds it (base.seed_host_info()), in
-# the --cells form NUMACellFitFilter suggests.
-SEED_CELLS = '6:%d,6:%d' % (base.SEED_CELL_MB, base.SEED_CELL_MB)
 
 
 class VNUMAFlavorTest(base.GuardTestBase):
@@ -41,6 +40,24 @@ class VNUMAFlavorTest(base.GuardTestBase):
             ['flavor-specs'] + list(argv) + ['-f', 'json'])
         self.assertEqual(0, code, stderr.getvalue())
         return json.loads(stdout.getvalue())
+
+    def _capabilities_file(self):
+        """The compute's libvirt capabilities XML, written to a file."""
+        conn = self.computes['compute1'].driver._host.get_connection()
+        path = os.path.join(self.useFixture(fixtures.TempDir()).path,
+                            'compute1.xml')
+        with open(path, 'w') as f:
+            f.write(conn.getCapabilities())
+        return path
+
+    def _compute_host(self):
+        """The compute's host, read by the capabilities parser.
+
+        The XML is what the fake libvirt connection answers to
+        getCapabilities(), as virsh capabilities shows it on a real host.
+        """
+        conn = self.computes['compute1'].driver._host.get_connection()
+        return capabilities.parse(conn.getCapabilities(), source='compute1')
 
     def _boot(self, vcpus, memory_mb, specs):
         flavor = self._create_flavor(memory_mb=memory_mb, vcpu=vcpus,
@@ -73,10 +90,11 @@ class VNUMAFlavorTest(base.GuardTestBase):
         """Ensures a guest larger than a cell boots with the CLI's specs.
 
         8 vCPUs and 100000 MB: no 64419 MB cell holds it (and the guard
-        rejects it without a NUMA topology); the helper splits it in two.
+        rejects it without a NUMA topology); the helper, given the compute's
+        own libvirt capabilities XML, splits it in two.
         """
         specs = self._cli_specs('--vcpus', '8', '--ram', '100000',
-                                '--cells', SEED_CELLS)
+                                '--capabilities', self._capabilities_file())
         self.assertEqual({'hw:numa_nodes': '2', 'hw:cpu_sockets': '2'},
                          specs)
 
@@ -93,9 +111,23 @@ class VNUMAFlavorTest(base.GuardTestBase):
                            4: '6-11', 5: '6-11', 6: '6-11', 7: '6-11'}),
                          self._domain_numa(server))
 
+    def test_compute_capabilities_parse_to_the_seed_cells(self):
+        """Ensures the parser reads the fake libvirt host as nova does."""
+        host = self._compute_host()
+        self.assertEqual(
+            [(0, frozenset(range(6)), base.SEED_CELL_MB),
+             (1, frozenset(range(6, 12)), base.SEED_CELL_MB)],
+            [(c.id, c.cpus, c.memory_mb) for c in host.cells])
+        self.assertEqual((frozenset({0, 1}), frozenset({2, 3}),
+                          frozenset({4, 5})), host.cells[0].siblings)
+
     def test_asymmetric_plan_boots_as_planned(self):
-        """Ensures an uneven guest boots with the planned node sizes."""
-        host = flavor_specs.parse_cells(SEED_CELLS)
+        """Ensures an uneven guest boots with the planned node sizes.
+
+        The plan is made for the host the capabilities parser reads from the
+        compute's own libvirt capabilities XML.
+        """
+        host = self._compute_host()
         plan = vnuma.plan(9, 100001, host)
         self.assertEqual((5, 4), plan.node_cpus)
         self.assertIn('hw:numa_mem.1', plan.extra_specs)

@@ -87,10 +87,11 @@ CASES = [
     ('seed', 4, 16 * GB, {}, {}),
     ('seed', 4, 16 * GB, {'pin': True},
      {'hw:numa_nodes': '1', 'hw:cpu_sockets': '1'}),
-    # Shares in proportion to the cells (64510 and 64328 MiB): the bigger
-    # guest node is for the bigger cell.
+    # Shares in proportion to the cells (64328 and 64510 MiB): the bigger
+    # guest node is for the bigger cell, cell 1. The guest takes every cell,
+    # so nova tries them in id order: the bigger node comes second.
     ('seed', 9, 100001, {'headroom_pct': 0},
-     asym(('0-4', 50072), ('5-8', 49929))),
+     asym(('0-3', 49929), ('4-8', 50072))),
     ('seed', 32, 100000, {},
      '32 vCPUs need 3 nodes of <=12 CPUs; host has 2'),
     ('seed', 8, 200000, {},
@@ -125,9 +126,9 @@ CASES = [
     ('nps4', 128, 8 * 58982 + 8, {},
      '471864 MB need 9 nodes of <=58982 MB (after 10% headroom); host '
      'has 8'),
-    # The bigger guest node goes to the bigger cell.
+    # The bigger guest node goes to the bigger cell, cell 1.
     ('unequal_memory', 16, 100000, {},
-     asym(('0-7', 75000), ('8-15', 25000), **{'hw:cpu_sockets': '2'})),
+     asym(('0-7', 25000), ('8-15', 75000), **{'hw:cpu_sockets': '2'})),
     ('unequal_memory', 8, 80000, {}, {}),
     ('memory_only_node', 8, 50000, {}, SYM2),
     ('memory_only_node', 8, 60000, {},
@@ -147,6 +148,26 @@ CASES = [
       'hw:mem_page_size': 'large'}),
     ('hugepages', 4, 3000, {'page_size': '1GB'},
      '3000 MB is not a multiple of the 1024 MB pages'),
+    # large: nova takes the largest page size that fits, so 2 MiB pages
+    # take nodes that are not whole 1 GiB pages.
+    ('hugepages', 2, 1026, {'page_size': 'large'},
+     {'hw:numa_nodes': '1', 'hw:cpu_sockets': '1',
+      'hw:mem_page_size': 'large'}),
+    ('hugepages', 4, 4094, {'page_size': 'large'},
+     asym(('0-1', 2048), ('2-3', 2046), **{'hw:cpu_sockets': '2',
+                                           'hw:mem_page_size': 'large'})),
+    ('hugepages', 4, 3001, {'page_size': 'large'},
+     '3001 MB is not a multiple of the 2 MB pages'),
+    # any: nova falls back to small pages.
+    ('hugepages', 4, 3001, {'page_size': 'any'},
+     {'hw:numa_nodes': '1', 'hw:cpu_sockets': '1',
+      'hw:mem_page_size': 'any'}),
+    ('hugepages', 8, 20001, {'page_size': 'any'},
+     asym(('0-3', 10001), ('4-7', 10000), **{'hw:cpu_sockets': '2',
+                                            'hw:mem_page_size': 'any'})),
+    ('hugepages', 4, 2048, {'page_size': '2MB'},
+     {'hw:numa_nodes': '1', 'hw:cpu_sockets': '1',
+      'hw:mem_page_size': '2MB'}),
     ('hugepages', 4, 8 * GB, {'page_size': '2MB'},
      '8192 MB need 4 nodes of <=2048 MB; host has 2 (cells with CPUs and '
      'free 2048 KiB pages)'),
@@ -188,8 +209,44 @@ class PlanTableTest(testtools.TestCase):
     def test_bigger_guest_node_lands_on_bigger_cell(self):
         """Ensures nova fits the 75000 MiB node on the 96 GB cell."""
         plan = vnuma.plan(16, 100000, HOSTS['unequal_memory'])
-        self.assertEqual((75000, 25000), plan.node_memory_mb)
-        self.assertEqual((1, 0), plan.host_cells)
+        self.assertEqual((25000, 75000), plan.node_memory_mb)
+        self.assertEqual((0, 1), plan.host_cells)
+
+    def test_bigger_node_on_bigger_cell_when_nova_takes_every_cell(self):
+        """Ensures nova puts the bigger node on the bigger cell with N = cells.
+
+        With as many guest nodes as host cells nova tries the cells in id
+        order: listing the bigger node first would put 62687 MiB on the
+        64000 MiB cell, 2% of it free instead of 10%.
+        """
+        cells = [Cell(0, cpus(0, 8), 64000), Cell(1, cpus(8, 8), 70000)]
+        plan = vnuma.plan(2, 120000, cells)
+        placed = dict(zip(plan.host_cells, plan.node_memory_mb))
+        self.assertEqual({0: 57313, 1: 62687}, placed)
+        self.assertEqual((57313, 62687), plan.node_memory_mb)
+        self.assertEqual({'hw:numa_nodes': '2', 'hw:numa_cpus.0': '0',
+                          'hw:numa_mem.0': '57313', 'hw:numa_cpus.1': '1',
+                          'hw:numa_mem.1': '62687', 'hw:cpu_sockets': '2'},
+                         plan.extra_specs)
+
+    def test_nova_placement_without_headroom_is_an_error(self):
+        """Ensures no plan is returned when nova would break the headroom.
+
+        Cell 0 has the most memory, so nova tries it first when the guest
+        leaves a cell out, but only 64000 MiB of small pages: nova puts a
+        60000 MiB node there whatever the order of the (equal) nodes.
+        """
+        cells = [Cell(0, cpus(0, 8), 80384, small_page_mb=64000,
+                      hugepages={2048: (8192, 0)}),
+                 Cell(1, cpus(8, 8), 70000), Cell(2, cpus(16, 8), 70000)]
+        e = self.assertRaises(vnuma.PlanError, vnuma.plan, 2, 120000, cells)
+        self.assertEqual(
+            'nova places the guest node of 1 vCPUs and 60000 MB on host '
+            'cell 0, which offers 8 CPUs and 57600 MB (after 10% headroom), '
+            'in every order of the guest nodes; a lower headroom may accept '
+            'it', str(e))
+        plan = vnuma.plan(2, 120000, cells, headroom_pct=5)
+        self.assertEqual((0, 1), plan.host_cells)
 
     def test_host_object_is_accepted(self):
         """Ensures a topology.Host works as well as a list of cells."""
@@ -267,13 +324,62 @@ class NovaCheckTest(testtools.TestCase):
                          'MB on the host (its numa_fit_instance_to_host '
                          'finds no placement)', str(e))
 
-    def test_plan_nova_reads_differently_is_an_error(self):
-        """Ensures specs nova reads as other guest nodes are refused."""
+    def test_specs_nova_rejects_are_an_error(self):
+        """Ensures specs nova's numa_get_constraints raises on are refused."""
         with mock.patch.object(vnuma, '_cpu_range', autospec=True,
                                return_value='0'):
             e = self.assertRaises(vnuma.PlanError, vnuma.plan, 9, 100000,
                                   HOSTS['seed'])
         self.assertIn('nova rejects the specs', str(e))
+
+    def test_plan_nova_reads_differently_is_an_error(self):
+        """Ensures valid specs nova reads as other guest nodes are refused.
+
+        The first node's CPU range loses its last vCPU to the second: nova
+        accepts the specs but reads nodes of other sizes than planned.
+        """
+        real = vnuma._cpu_range
+
+        def shifted(first, count):
+            if first == 0:
+                return real(first, count - 1)
+            return real(first - 1, count + 1)
+
+        with mock.patch.object(vnuma, '_cpu_range', autospec=True,
+                               side_effect=shifted):
+            e = self.assertRaises(vnuma.PlanError, vnuma.plan, 9, 100000,
+                                  HOSTS['seed'])
+        self.assertIn('nova reads the specs', str(e))
+        self.assertIn('not the planned', str(e))
+
+
+class TopologyKeysTest(testtools.TestCase):
+
+    def test_nova_decides_which_flavors_have_a_topology(self):
+        """Ensures only specs nova turns into a NUMA topology are named."""
+        for specs, expected in (
+                ({}, []),
+                ({'hw:cpu_policy': 'shared'}, []),
+                ({'hw:cpu_sockets': '2', 'note': 'hw:numa_nodes=2'}, []),
+                ({'hw:numa_nodes': '2', 'hw:cpu_sockets': '2'},
+                 ['hw:numa_nodes']),
+                ({'hw:cpu_policy': 'dedicated'}, ['hw:cpu_policy']),
+                ({'hw:cpu_policy': 'mixed', 'hw:cpu_dedicated_mask': '0-3'},
+                 ['hw:cpu_policy']),
+                ({'resources:PCPU': '16'}, ['resources:PCPU']),
+                ({'hw:pmem': '6GB'}, ['hw:pmem']),
+                ({'hw:mem_page_size': 'large', 'hw:cpu_policy': 'shared'},
+                 ['hw:mem_page_size'])):
+            self.assertEqual(expected,
+                             vnuma.topology_keys(16, 100000, specs), specs)
+
+    def test_specs_nova_rejects_are_a_one_line_error(self):
+        """Ensures invalid specs give a PlanError of one line."""
+        e = self.assertRaises(vnuma.PlanError, vnuma.topology_keys, 16,
+                              100000, {'hw:numa_nodes': 'two\nnodes'})
+        self.assertIn("nova rejects the flavor's extra specs: The property "
+                      "'numa_nodes' cannot be 'two nodes'", str(e))
+        self.assertNotIn('\n', str(e))
 
 
 # The property tests state the planner's contract independently of it.
@@ -309,13 +415,16 @@ def minimal_nodes(cells, vcpus, memory_mb, headroom):
     return None
 
 
-def fits_with_headroom(cells, plan, headroom):
-    """Some assignment of guest nodes to distinct cells keeps headroom."""
-    nodes = list(zip(plan.node_cpus, plan.node_memory_mb))
-    for perm in itertools.permutations(offers(cells, headroom), len(nodes)):
-        if all(v <= c and m <= mb for (v, m), (c, mb) in zip(nodes, perm)):
-            return True
-    return False
+def placed_with_headroom(cells, plan, headroom):
+    """Each guest node fits the host cell nova placed it on, with headroom.
+
+    :returns: the (vCPUs, MiB, cell id) of the nodes that do not.
+    """
+    by_id = {c.id: c for c in cells}
+    return [(count, mb, cell_id) for count, mb, cell_id in zip(
+        plan.node_cpus, plan.node_memory_mb, plan.host_cells)
+        if count > len(by_id[cell_id].cpus) or
+        mb > usable(by_id[cell_id], headroom)]
 
 
 def nova_fits(cells, plan):
@@ -339,8 +448,12 @@ def hosts(draw, max_cells=6):
     cells, first = [], 0
     for i in range(count):
         n = draw(st.sampled_from([0, 1, 2, 4, 8, 12, 16, 24, 32]))
-        mb = draw(st.sampled_from([0, 512, 1024, 4096, 16384, 32768, 65536,
-                                   98304, 131072, 262144]))
+        mb = draw(st.one_of(
+            st.sampled_from([0, 512, 1024, 4096, 16384, 32768, 65536, 98304,
+                             131072, 262144]),
+            # Cells of nearly equal size, where the order nova tries them
+            # in decides whether a node keeps the headroom.
+            st.integers(60000, 72000)))
         cells.append(Cell(i, cpus(first, n), mb))
         first += n
     return cells
@@ -357,6 +470,9 @@ class PlanPropertyTest(testtools.TestCase):
                       st.one_of(st.integers(1, 600000),
                                 st.integers(1, 300).map(lambda k: k * 2048)),
                       st.sampled_from([0, 10, 25]), st.booleans())
+    # nova tries the cells in id order when the guest takes all of them.
+    @hypothesis.example([Cell(0, cpus(0, 8), 64000),
+                         Cell(1, cpus(8, 8), 70000)], 2, 120000, 10, False)
     def test_plans_are_minimal_and_nova_accepts_them(self, cells, vcpus,
                                                      memory_mb, headroom,
                                                      pin):
@@ -378,9 +494,12 @@ class PlanPropertyTest(testtools.TestCase):
         self.assertEqual(expected, plan.nodes)
         self.assertEqual(vcpus, sum(plan.node_cpus))
         self.assertEqual(memory_mb, sum(plan.node_memory_mb))
-        self.assertTrue(fits_with_headroom(cells, plan, headroom))
         self.assertTrue(nova_fits(cells, plan))
+        self.assertEqual(plan.nodes, len(set(plan.host_cells)))
         specs = plan.extra_specs
+        if specs:
+            # The guest nodes as nova places them keep the headroom.
+            self.assertEqual([], placed_with_headroom(cells, plan, headroom))
         if plan.nodes == 1 and not pin:
             self.assertEqual({}, specs)
             return
@@ -435,3 +554,93 @@ class PlanPropertyTest(testtools.TestCase):
         self.assertTrue(all(mb % GB == 0 for mb in plan.node_memory_mb))
         self.assertTrue(nova_fits(cells, plan))
         self.assertNotIn(vnuma.SMALL_PAGES_WARNING, plan.warnings)
+
+
+# The page pools each page-size request may use, as nova reads it:
+# 'large' any hugepage size (the largest that fits), 'any' those or small
+# pages, a size only that size.
+POOLS = {'2MB': (2048,), '1GB': (1048576,), 'large': (2048, 1048576),
+         'any': (2048, 1048576, 4)}
+
+
+def node_fits(cell, page_size, count, mb, headroom):
+    """Whether one guest node fits a cell for a page-size request.
+
+    Small pages keep the headroom free; a hugepage pool is the headroom
+    already (its pages are reserved), but a node takes whole pages of one
+    size.
+    """
+    if count > len(cell.cpus) or mb < 1:
+        return False
+    for size_kb in POOLS[page_size]:
+        if size_kb == 4:
+            if mb <= usable(cell, headroom):
+                return True
+            continue
+        total, used = cell.hugepages.get(size_kb, (0, 0))
+        if mb * 1024 % size_kb == 0 and mb * 1024 <= (total - used) * size_kb:
+            return True
+    return False
+
+
+def minimal_nodes_with_pages(cells, page_size, vcpus, memory_mb, headroom):
+    """Smallest N (1 or 2) for a host of two guest cells, or None.
+
+    Two nodes need a split of the vCPUs and of the memory that fits the two
+    cells: every split of the memory is tried.
+    """
+    holding = [c for c in cells if c.cpus]
+    if any(node_fits(c, page_size, vcpus, memory_mb, headroom)
+           for c in holding):
+        return 1
+    for first, second in itertools.permutations(holding, 2):
+        cpu_splits = [(a, vcpus - a) for a in range(1, vcpus)
+                      if a <= len(first.cpus) and
+                      vcpus - a <= len(second.cpus)]
+        if not cpu_splits:
+            continue
+        count, rest = cpu_splits[0]
+        for mb in range(1, memory_mb):
+            if (node_fits(first, page_size, count, mb, headroom) and
+                    node_fits(second, page_size, rest, memory_mb - mb,
+                              headroom)):
+                return 2
+    return None
+
+
+class PageSizePropertyTest(testtools.TestCase):
+
+    @PROPERTY
+    @hypothesis.given(st.sampled_from(sorted(POOLS)), st.integers(1, 9),
+                      st.one_of(st.integers(1, 24000),
+                                st.integers(1, 2100).map(lambda k: k * 2),
+                                st.integers(1, 5).map(lambda k: k * GB)),
+                      st.sampled_from([0, 10, 25]))
+    def test_page_sizes_on_the_hugepages_host(self, page_size, vcpus,
+                                              memory_mb, headroom):
+        """Ensures each page size plans what nova accepts, minimally.
+
+        The host of capabilities-hugepages.xml: two cells of 4 CPUs, 12 GiB
+        of small pages, 1024 pages of 2 MiB and 2 of 1 GiB each, and a
+        memory-only cell. A guest no split can hold gets a PlanError.
+        """
+        cells = HOSTS['hugepages']
+        expected = minimal_nodes_with_pages(cells, page_size, vcpus,
+                                            memory_mb, headroom)
+        if expected is None:
+            e = self.assertRaises(vnuma.PlanError, vnuma.plan, vcpus,
+                                  memory_mb, cells, headroom_pct=headroom,
+                                  page_size=page_size)
+            self.assertNotIn('\n', str(e))
+            return
+        plan = vnuma.plan(vcpus, memory_mb, cells, headroom_pct=headroom,
+                          page_size=page_size)
+
+        self.assertEqual(expected, plan.nodes)
+        self.assertEqual(page_size, plan.extra_specs['hw:mem_page_size'])
+        self.assertTrue(nova_fits(cells, plan))
+        by_id = {c.id: c for c in cells}
+        for count, mb, cell_id in zip(plan.node_cpus, plan.node_memory_mb,
+                                      plan.host_cells):
+            self.assertTrue(node_fits(by_id[cell_id], page_size, count, mb,
+                                      headroom), plan)

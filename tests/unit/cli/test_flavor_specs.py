@@ -161,11 +161,17 @@ class FlavorSpecsTest(CLITestCase):
                             '<topology>&a;</topology>')
         truncated = self.write('cut.txt', open(SEED_NUMASTAT).read()[:300])
         missing = os.path.join(self.tmp, 'missing.xml')
+        absurd = self.write('absurd.xml', "<topology><cells><cell id='0'>"
+                            "<memory unit='KB'>%s</memory></cell></cells>"
+                            "</topology>" % ('9' * 400))
         base = ('flavor-specs', '--vcpus', '16', '--ram', '100000')
         cases = [
             (('--capabilities', laughs),
              laughs + ': refusing a document type declaration'),
-            (('--capabilities', missing),
+            (('--capabilities', absurd),
+         absurd + ': cell 0 <memory>: 99999999999999999999... is '
+         'implausibly large'),
+        (('--capabilities', missing),
              missing + ': cannot read: No such file or directory'),
             (('--cells', '6:64419,six:1'), '--cells: cell 1: expected '
              'CPUS:MB with whole numbers, got \'six:1\''),
@@ -183,13 +189,15 @@ class FlavorSpecsTest(CLITestCase):
             code, out, err = self.run_cli(*base, *args)
             self.assert_one_line_error(code, out, err, expected)
 
-    def test_missing_ram(self):
-        """Ensures --vcpus without --ram is a one-line error."""
+    def test_missing_ram_is_a_usage_error(self):
+        """Ensures --vcpus without --ram is a usage error (exit 2)."""
         code, out, err = self.run_cli('flavor-specs', '--vcpus', '16',
                                       '--cells', '6:64419')
-        self.assert_one_line_error(
-            code, out, err,
-            'flavor-specs: --vcpus and --ram are required (or --flavors)')
+        self.assertEqual((2, ''), (code, out))
+        self.assertIn('nova-numa-guard flavor-specs: error: --vcpus and '
+                      '--ram are required (or --flavors)', err)
+        self.assertTrue(err.startswith('usage: nova-numa-guard '
+                                       'flavor-specs'), err)
 
     def test_usage_errors_exit_2(self):
         """Ensures argparse errors exit 2, like openstackclient."""
@@ -294,8 +302,8 @@ class FlavorsBatchTest(CLITestCase):
             'openstack flavor set --property hw:numa_nodes=2 --property '
             'hw:cpu_sockets=2 x1.large\n'
             'openstack flavor set --property hw:numa_nodes=2 --property '
-            'hw:numa_cpus.0=0-4 --property hw:numa_mem.0=50072 --property '
-            'hw:numa_cpus.1=5-8 --property hw:numa_mem.1=49929 x1.odd\n',
+            'hw:numa_cpus.0=0-3 --property hw:numa_mem.0=49929 --property '
+            'hw:numa_cpus.1=4-8 --property hw:numa_mem.1=50072 x1.odd\n',
             out)
         self.assertIn('x1.huge: 300000 MB need 6 nodes of <=58059 MB', err)
         self.assertIn('x1.numa: already has a NUMA topology (hw:numa_nodes); '
@@ -319,7 +327,7 @@ class FlavorsBatchTest(CLITestCase):
         self.assertEqual('x1.large\nx1.odd\n', out)
 
     def test_all_flavors_fit(self):
-        """Ensures exit 0 and no output when every flavor plans or fits."""
+        """Ensures exit 0 and one command when every flavor plans or fits."""
         path = self.write('f.json', json.dumps([{
             'ID': '1', 'Name': 'big', 'RAM': 100000, 'VCPUs': 16,
             'Properties': "hw:cpu_sockets='2'"}]))
@@ -349,14 +357,68 @@ class FlavorsBatchTest(CLITestCase):
             self.assert_one_line_error(code, out, err,
                                        '%s: %s' % (path, expected))
 
-    def test_flavors_excludes_vcpus(self):
-        """Ensures --flavors with --vcpus is a one-line error."""
+    def test_flavors_with_vcpus_is_a_usage_error(self):
+        """Ensures --flavors with --vcpus is a usage error (exit 2)."""
         code, out, err = self.run_cli(
             'flavor-specs', '--flavors', FLAVORS, '--vcpus', '2',
             '--cells', '6:64419')
+        self.assertEqual((2, ''), (code, out))
+        self.assertIn('nova-numa-guard flavor-specs: error: --flavors '
+                      'replaces --vcpus and --ram; give one or the other',
+                      err)
+
+    def test_which_flavors_have_a_numa_topology(self):
+        """Ensures only flavors nova gives a NUMA topology are skipped.
+
+        hw:cpu_policy=shared and a value that mentions hw:numa_nodes give
+        no topology: those flavors are planned. Dedicated CPUs, resources
+        PCPU and hw:pmem do; invalid specs are an error (exit 1).
+        """
+        path = self.write('f.json', json.dumps([
+            {'Name': 'shared', 'RAM': 100000, 'VCPUs': 16,
+             'Properties': {'hw:cpu_policy': 'shared'}},
+            {'Name': 'shared-text', 'RAM': 100000, 'VCPUs': 16,
+             'Properties': "hw:cpu_policy='shared', hw:cpu_sockets='2'"},
+            {'Name': 'noted', 'RAM': 100000, 'VCPUs': 16,
+             'Properties': {'note': ' hw:numa_nodes=1 is for later'}},
+            {'Name': 'dedicated', 'RAM': 100000, 'VCPUs': 16,
+             'Properties': {'hw:cpu_policy': 'dedicated'}},
+            {'Name': 'dedicated-text', 'RAM': 100000, 'VCPUs': 16,
+             'Properties': "hw:cpu_policy='dedicated'"},
+            {'Name': 'pcpu', 'RAM': 100000, 'VCPUs': 16,
+             'Properties': {'resources:PCPU': '16'}},
+            {'Name': 'pmem', 'RAM': 100000, 'VCPUs': 16,
+             'Properties': {'hw:pmem': '6GB'}},
+            {'Name': 'bogus', 'RAM': 100000, 'VCPUs': 16,
+             'Properties': {'hw:cpu_policy': 'bogus'}}]))
+        code, out, err = self.run_cli(
+            'flavor-specs', '--flavors', path, '--capabilities', SEED_XML,
+            '-f', 'value', '-c', 'Flavor')
+        self.assertEqual(1, code)
+        self.assertEqual('shared\nshared-text\nnoted\n', out)
+        for line in ('dedicated: already has a NUMA topology '
+                     '(hw:cpu_policy); skipped',
+                     'dedicated-text: already has a NUMA topology '
+                     '(hw:cpu_policy); skipped',
+                     'pcpu: already has a NUMA topology (resources:PCPU); '
+                     'skipped',
+                     'pmem: already has a NUMA topology (hw:pmem); skipped',
+                     'bogus: nova rejects the flavor\'s extra specs:'):
+            self.assertIn(line, err)
+
+    def test_failed_count_starts_at_zero(self):
+        """Ensures a new command has no failures before it runs."""
+        cmd = flavor_specs.FlavorSpecs(app.NovaNumaGuardApp(), None)
+        self.assertEqual(0, cmd._failed)
+
+    def test_unknown_column_is_a_one_line_error(self):
+        """Ensures -c with no known column says which columns there are."""
+        code, out, err = self.run_cli(
+            'flavor-specs', '--flavors', FLAVORS, '--cells',
+            '12:64328,12:64510', '-f', 'value', '-c', 'Nope')
         self.assert_one_line_error(
-            code, out, err, 'flavor-specs: --flavors replaces --vcpus and '
-            '--ram; give one or the other')
+            code, out, err, "flavor-specs: -c Nope: no such column; the "
+            "columns are Flavor, VCPUs, RAM, Nodes, Extra Specs, Command")
 
     def test_shell_format_is_refused_for_a_list(self):
         """Ensures -f shell, which shows one object, is refused cleanly."""

@@ -13,7 +13,9 @@
 """Tests of the ``virsh capabilities`` XML parser."""
 
 import os
+from xml.sax import saxutils
 
+import fixtures
 import hypothesis
 from hypothesis import strategies as st
 import testtools
@@ -105,6 +107,21 @@ class SeedCapabilitiesTest(testtools.TestCase):
         self.assertEqual([(0, 1024), (1, 2048)],
                          [(c.id, c.memory_mb) for c in host.cells])
 
+    def test_every_unit_in_whole_kib(self):
+        """Ensures each libvirt unit scales exactly, in integer arithmetic."""
+        for unit, number, expected_mb in (
+                ('b', 1073741824, 1024), ('bytes', 2147483648, 2048),
+                ('KB', 1048576, 1000), ('k', 1048576, 1024),
+                ('KiB', 1048576, 1024), ('MB', 1000, 953),
+                ('M', 1000, 1000), ('MiB', 1000, 1000), ('GB', 1, 953),
+                ('G', 1, 1024), ('GiB', 1, 1024), ('TB', 1, 953674),
+                ('T', 1, 1048576), ('TiB', 1, 1048576),
+                ('PiB', 1, 1073741824), ('EiB', 1, 1099511627776)):
+            host = capabilities.parse(_topology(
+                "<cell id='0'><memory unit='%s'>%d</memory></cell>" % (
+                    unit, number)))
+            self.assertEqual(expected_mb, host.cells[0].memory_mb, unit)
+
     def test_cell_spanning_sockets_has_no_socket(self):
         """Ensures a cell whose CPUs sit on two sockets has socket None."""
         cpu1 = CPU1.replace("socket_id='0'", "socket_id='1'")
@@ -159,7 +176,25 @@ BAD = [
     ('cpus_num', _topology(_cell(0, 1, CPU0)).replace(
         "<cpus num='1'>", "<cpus num='2'>").encode(), "<cpus num='2'>"),
     ('bad_siblings', _topology(_cell(0, 1, CPU0.replace(
-        "siblings='0'", "siblings='3-1'"))).encode(), 'bad range'),
+        "siblings='0'", "siblings='3-1'"))).encode(), 'bad CPU range'),
+    ('absurd_memory', _topology(
+        "<cell id='0'><memory unit='KB'>%s</memory></cell>" % ('9' * 400)
+    ).encode(), 'cell 0 <memory>: %s... is implausibly large' % ('9' * 20)),
+    ('absurd_memory_unit', _topology(
+        "<cell id='0'><memory unit='EB'>2</memory></cell>").encode(),
+     'cell 0 <memory>: 2 EB is implausibly large'),
+    ('absurd_page_count', _topology(_cell(0, 1, extra=(
+        "<pages unit='GiB' size='1'>%d</pages>" % 2 ** 40))).encode(),
+     'cell 0 <pages>: %d pages of 1048576 KiB are implausibly many' %
+     2 ** 40),
+    ('digits_beyond_int', _topology(_cell('9' * 5000, 1)).encode(),
+     '<cell> id: %s... is implausibly large' % ('9' * 20)),
+    ('superscript_sibling', _topology(_cell(0, 1, CPU0.replace(
+        "siblings='0'", "siblings='\u00b2'"))).encode(),
+     "cpu 0 siblings: bad CPU list item '\u00b2'"),
+    ('empty_siblings', _topology(_cell(0, 1, CPU0.replace(
+        "siblings='0'", "siblings=''"))).encode(),
+     'cpu 0 siblings: empty'),
     ('bad_pages', _topology(_cell(0, 1, extra=(
         "<pages unit='KiB' size='0'>5</pages>"))).encode(),
      'must be positive'),
@@ -180,6 +215,17 @@ class BadCapabilitiesTest(testtools.TestCase):
                             '%s: %s' % (name, message))
             self.assertIn(words, message, name)
             self.assertNotIn('\n', message, name)
+
+    def test_absurd_file_names_the_file(self):
+        """Ensures absurd numbers in a file give an error naming the file."""
+        path = os.path.join(self.useFixture(fixtures.TempDir()).path,
+                            'absurd.xml')
+        with open(path, 'w') as f:
+            f.write(_topology("<cell id='0'><memory unit='KB'>%s</memory>"
+                              "</cell>" % ('9' * 400)))
+        e = self.assertRaises(InputError, capabilities.load, path)
+        self.assertTrue(str(e).startswith(path + ': cell 0 <memory>: '),
+                        str(e))
 
     def test_missing_file(self):
         """Ensures an unreadable file gives a one-line error naming it."""
@@ -234,3 +280,67 @@ class BadCapabilitiesTest(testtools.TestCase):
             self.assertTrue(host.cells)
             for cell in host.cells:
                 self.assertGreaterEqual(cell.memory_mb, 0)
+
+
+# Values for the numbers and units of generated documents: plausible and
+# absurd numbers, numbers too long for int(), and junk.
+NUMBERS = st.one_of(
+    st.integers(0, 2 ** 24).map(str),
+    st.integers(0, 10 ** 400).map(str),
+    st.sampled_from(['0', '4', '2048', '1048576', '9' * 400, '9' * 5000,
+                     '-1', '', 'x', '\u00b2', '1.5', ' 7 ', '0x10']),
+    st.text(max_size=4))
+UNITS = st.one_of(st.sampled_from(sorted(capabilities.UNIT_B)),
+                  st.text(max_size=4))
+SIBLINGS = st.one_of(st.sampled_from(['0', '0-1', '0,2', '1-0', '', '0-',
+                                      '\u00b2', '0-99999999']),
+                     NUMBERS)
+
+
+def _attr(value):
+    return saxutils.quoteattr(value)
+
+
+@st.composite
+def documents(draw):
+    """Well-formed capabilities XML with random numbers, units and lists."""
+    cells = []
+    for i in range(draw(st.integers(1, 3))):
+        memory = '<memory unit=%s>%s</memory>' % (
+            _attr(draw(UNITS)), saxutils.escape(draw(NUMBERS)))
+        pages = ''.join(
+            '<pages unit=%s size=%s>%s</pages>' % (
+                _attr(draw(UNITS)), _attr(draw(NUMBERS)),
+                saxutils.escape(draw(NUMBERS)))
+            for _ in range(draw(st.integers(0, 2))))
+        cpus = ''.join(
+            '<cpu id=%s socket_id=%s siblings=%s/>' % (
+                _attr(draw(st.one_of(st.just(str(10 * i + n)), NUMBERS))),
+                _attr(draw(st.one_of(st.just('0'), NUMBERS))),
+                _attr(draw(SIBLINGS)))
+            for n in range(draw(st.integers(0, 2))))
+        cell_id = draw(st.one_of(st.just(str(i)), NUMBERS))
+        cells.append('<cell id=%s>%s%s<cpus>%s</cpus></cell>' % (
+            _attr(cell_id), memory, pages, cpus))
+    return '<topology><cells>%s</cells></topology>' % ''.join(cells)
+
+
+class GeneratedCapabilitiesTest(testtools.TestCase):
+
+    @PROPERTY
+    @hypothesis.given(documents())
+    def test_values_parse_or_give_one_line_error(self, document):
+        """Ensures any numbers and units give a Host or a one-line error.
+
+        Huge numbers, unknown units and bad CPU lists are InputErrors that
+        name the source, never OverflowError or ValueError.
+        """
+        try:
+            host = capabilities.parse(document, 'd.xml')
+        except InputError as e:
+            self.assertTrue(str(e).startswith('d.xml: '), str(e))
+            self.assertNotIn('\n', str(e))
+        else:
+            for cell in host.cells:
+                self.assertLessEqual(0, cell.memory_mb)
+                self.assertLessEqual(cell.memory_mb, 2 ** 40)

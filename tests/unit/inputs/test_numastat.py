@@ -76,6 +76,19 @@ class SeedNumastatTest(testtools.TestCase):
             self.assertEqual(tuple(nodes), stat.nodes)
             self.assertEqual({n: 1000 for n in nodes}, stat.free_mb())
 
+    def test_available_is_capped_at_mem_total(self):
+        """Ensures available memory never exceeds the node's MemTotal.
+
+        Like the agent's sysfs figure: page cache and slab counted twice
+        by the kernel cannot make a node larger than it is.
+        """
+        rows = [('MemTotal', [1000.0, 1000.0]), ('MemFree', [900.0, 100.0]),
+                ('Inactive(file)', [200.0, 100.0]),
+                ('SReclaimable', [50.0, 50.0]),
+                ('HugePages_Surp', [0.0, 0.0])]
+        stat = numastat.parse(table([0, 1], rows))
+        self.assertEqual({0: 1000, 1: 250}, stat.available_mb())
+
     def test_notices_and_blank_lines_are_skipped(self):
         """Ensures numastat's 'Token ... not in hash table' lines are ok."""
         text = ('Token Unaccepted not in hash table.\n\n' +
@@ -100,10 +113,14 @@ BAD = [
      'ends after row AnonHugePages'),
     ('missing_value', SEED_TEXT.replace('10501.73 ', ''),
      'row MemFree has 2 values, expected 3'),
-    ('cut_number', SEED_TEXT.replace('10501.73', '10501.7'),
-     "bad value '10501.7'"),
     ('not_a_number', SEED_TEXT.replace('10501.73', 'lots'),
-     "bad value 'lots'"),
+     "row MemFree: bad value 'lots': not a number of MB; truncated?"),
+    # The first value of the table sets the number of decimals.
+    ('bad_first_value', SEED_TEXT.replace('64328.18', 'x'),
+     "row MemTotal: bad value 'x': not a number of MB; truncated?"),
+    ('cut_number', SEED_TEXT.replace('10501.73', '10501.7'),
+     "row MemFree: bad value '10501.7': numastat prints MB with 2 "
+     "decimals; truncated?"),
     ('bad_total', SEED_TEXT.replace('13271.46', '13271.00'),
      'add up to 13271.45, not the total 13271.00'),
     ('free_above_total', table([0], [('MemTotal', [10.0]),
@@ -130,6 +147,7 @@ class BadNumastatTest(testtools.TestCase):
             self.assertTrue(message.startswith('n.txt: '), name)
             self.assertIn(words, message, name)
             self.assertNotIn('\n', message, name)
+            self.assertNotIn('None', message, name)
 
     def test_missing_file(self):
         """Ensures an unreadable file gives a one-line error naming it."""

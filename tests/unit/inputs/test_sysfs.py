@@ -170,6 +170,28 @@ class BadTreeTest(SysfsTestCase):
                                 'd')
         self.assertEqual([0, 1, 2, 7], sysfs.parse_cpulist('0-2,7\n', 'c'))
 
+    def test_cpulist_of_non_ascii_or_endless_digits(self):
+        """Ensures digits int() refuses give InputError, not ValueError."""
+        self.assert_input_error('bad CPU list item', sysfs.parse_cpulist,
+                                '\u00b2', 'c')
+        self.assert_input_error('bad CPU list item', sysfs.parse_cpulist,
+                                '0-\u0663', 'c')
+        self.assert_input_error('bad CPU range', sysfs.parse_cpulist,
+                                '9' * 5000, 'c')
+        self.assert_input_error('bad CPU range', sysfs.parse_cpulist,
+                                '0-' + '9' * 5000, 'c')
+
+    @PROPERTY
+    @hypothesis.given(st.text(max_size=40))
+    def test_any_cpulist_text_parses_or_gives_input_error(self, text):
+        """Ensures any text, digits of any script included, is handled."""
+        try:
+            cpus = sysfs.parse_cpulist(text, 'cpulist')
+        except InputError as exc:
+            self.assertEqual(1, len(str(exc).splitlines()))
+            return
+        self.assertEqual(sorted(set(cpus)), cpus)
+
     def test_bad_hugepage_counts(self):
         nodes = fake_sysfs.seed_nodes()
         nodes[0]['hugepages'] = {2048: (4, 8)}
@@ -213,3 +235,52 @@ class BadTreeTest(SysfsTestCase):
         except InputError:
             return
         self.assertEqual(sorted(set(cpus)), cpus)
+
+
+class ReadHostTest(SysfsTestCase):
+
+    def test_seed_host(self):
+        """Ensures the seed's nodes become cells with live free memory."""
+        self.write_seed()
+        host = sysfs.read_host(self.root)
+        self.assertEqual(os.path.normpath(self.root), host.name)
+        cell0, cell1 = host.cells
+        self.assertEqual([0, 1], [c.id for c in host.cells])
+        self.assertEqual(frozenset(range(6)) | frozenset(range(12, 18)),
+                         cell0.cpus)
+        self.assertEqual([64328, 64510], [c.memory_mb for c in host.cells])
+        self.assertEqual([64328, 64510],
+                         [c.small_page_mb for c in host.cells])
+        # MemFree + Inactive(file) + SReclaimable, capped at MemTotal.
+        self.assertEqual([14286, 7854],
+                         [c.live_free_mb for c in host.cells])
+        self.assertEqual({0: 10, 1: 21}, cell0.distances)
+        self.assertEqual({0: 21, 1: 10}, cell1.distances)
+        self.assertEqual({2048: (0, 0), 1048576: (0, 0)}, cell0.hugepages)
+
+    def test_hugepages_are_carved_out_of_small_pages(self):
+        """Ensures a pool counts whole (its shape), not its free pages."""
+        nodes = fake_sysfs.seed_nodes()
+        nodes[1]['hugepages'] = {1048576: (16, 4)}
+        fake_sysfs.write_tree(self.root, nodes)
+        cell1 = sysfs.read_host(self.root).cells[1]
+        self.assertEqual(64510, cell1.memory_mb)
+        self.assertEqual(64510 - 16 * 1024, cell1.small_page_mb)
+        self.assertEqual({1048576: (16, 0)}, cell1.hugepages)
+
+    def test_memory_only_node_and_odd_distances(self):
+        """Ensures a node without CPUs holds no guests; bad rows are dropped.
+        """
+        nodes = fake_sysfs.seed_nodes()
+        nodes[1]['cpulist'] = ''
+        nodes[0]['distance'] = '10'
+        fake_sysfs.write_tree(self.root, nodes)
+        cell0, cell1 = sysfs.read_host(self.root).cells
+        self.assertFalse(cell1.holds_guests)
+        self.assertEqual({}, cell0.distances)
+
+    def test_problems_are_input_errors(self):
+        """Ensures a tree without nodes is a one-line InputError."""
+        exc = self.assertRaises(InputError, sysfs.read_host, self.root)
+        self.assertIn('cannot list NUMA nodes', str(exc))
+        self.assertEqual(1, len(str(exc).splitlines()))

@@ -83,7 +83,7 @@ def request(memory_mb, vcpus, extra_specs=None):
 
 
 def time_filter(filt, hosts, spec, repeat, cold=False):
-    """Median seconds per host of ``filt.filter_all`` over fresh hosts.
+    """Median over runs of the mean seconds per host of ``filt.filter_all``.
 
     :param cold: forget the cells memo before every run, as for the first
         request after every compute node updated its record.
@@ -122,7 +122,7 @@ def main(argv=None):
           % args.repeat)
     print('%-7s %-24s %-20s %12s %7s %7s' % (
         'hosts', 'request', 'filter', 'us/host', 'ratio', 'passed'))
-    worst = 0.0
+    worst = {False: 0.0, True: 0.0}
     for count in args.hosts:
         hosts = build_hosts(count)
         for label, spec in requests:
@@ -132,12 +132,13 @@ def main(argv=None):
                                                args.repeat, cold)
                 base = base or per_host
                 ratio = per_host / base
-                if name == 'NUMACellFitFilter':
-                    worst = max(worst, ratio)
+                if filt is guard:
+                    worst[cold] = max(worst[cold], ratio)
                 print('%-7d %-24s %-20s %12.2f %7.2f %7d' % (
                     count, label, name, per_host * 1e6, ratio, passed))
-    print('worst NUMACellFitFilter / ComputeFilter ratio (warm): %.2f'
-          % worst)
+    print('worst NUMACellFitFilter / ComputeFilter ratio: %.2f warm (cells '
+          'memoised), %.2f cold (every compute record changed)'
+          % (worst[False], worst[True]))
     return 0
 
 

@@ -154,54 +154,57 @@ def run(out=sys.stdout):
     guard_log.addHandler(reasons)
     guard_log.setLevel(logging.DEBUG)
     guard_log.propagate = False
-    stock = Scheduler(STOCK_FILTERS)
-    guard = Scheduler(STOCK_FILTERS + [GUARD_FILTER])
-    hosts = seed_hosts()
+    try:
+        stock = Scheduler(STOCK_FILTERS)
+        guard = Scheduler(STOCK_FILTERS + [GUARD_FILTER])
+        hosts = seed_hosts()
 
-    out.write('Hosts (built as nova HostManager builds them):\n')
-    for host in hosts:
-        cells = ', '.join('cell %d: %d CPUs %d MB' % (
-            c.id, len(c.cpus), c.memory_mb) for c in host.cells)
-        out.write('  %-10s %s; nova counts %d MB used host-wide\n' % (
-            host.name, cells, host.used_mb))
-
-    for name, vcpus, memory_mb, extra_specs in FLAVORS:
-        spec = request_spec(name, vcpus, memory_mb, extra_specs)
-        specs = ' '.join('%s=%s' % kv for kv in extra_specs.items())
-        out.write('\nFlavor %s: %d vCPUs, %d MB %s\n' % (
-            name, vcpus, memory_mb, specs or '(no NUMA topology)'))
-        out.write('  %-10s %-20s %-20s %s\n' % ('host', 'stock nova',
-                                                'with the guard', 'why'))
+        out.write('Hosts (built as nova HostManager builds them):\n')
         for host in hosts:
-            del reasons.records[:]
-            state = nova_hosts.host_state(host)
-            stock_verdict = stock.rejected_by(state, spec)
-            state = nova_hosts.host_state(host)
-            guard_verdict = guard.rejected_by(state, spec)
-            out.write('  %-10s %-20s %-20s %s\n' % (
-                host.name,
-                'rejected: ' + stock_verdict if stock_verdict else 'passes',
-                ('rejected: ' + guard_verdict if guard_verdict
-                 else 'passes'),
-                reasons.reason(host.name)))
-        stock_pick = stock.pick([nova_hosts.host_state(h) for h in hosts],
-                                spec)
-        guard_pick = guard.pick([nova_hosts.host_state(h) for h in hosts],
-                                spec)
-        out.write('  stock nova picks: %s; with the guard: %s\n' % (
-            stock_pick or 'no valid host', guard_pick or 'no valid host'))
+            cells = ', '.join('cell %d: %d CPUs %d MB' % (
+                c.id, len(c.cpus), c.memory_mb) for c in host.cells)
+            out.write('  %-10s %s; nova counts %d MB used host-wide\n' % (
+                host.name, cells, host.used_mb))
 
-    name, vcpus, memory_mb, extra_specs = FLAVORS[0]
-    out.write('\nOnly the seed\'s host, flavor %s: what the operator sees\n'
-              % name)
-    del reasons.records[:]
-    pick = guard.pick([nova_hosts.host_state(hosts[0])],
-                      request_spec(name, vcpus, memory_mb, extra_specs))
-    out.write('  picked: %s\n' % (pick or 'no valid host (NoValidHost)'))
-    for line in reasons.summaries():
-        out.write('  INFO %s\n' % line)
-    guard_log.removeHandler(reasons)
-    guard_log.propagate = True
+        for name, vcpus, memory_mb, extra_specs in FLAVORS:
+            spec = request_spec(name, vcpus, memory_mb, extra_specs)
+            specs = ' '.join('%s=%s' % kv for kv in extra_specs.items())
+            out.write('\nFlavor %s: %d vCPUs, %d MB %s\n' % (
+                name, vcpus, memory_mb, specs or '(no NUMA topology)'))
+            out.write('  %-10s %-20s %-20s %s\n' % ('host', 'stock nova',
+                                                    'with the guard', 'why'))
+            for host in hosts:
+                del reasons.records[:]
+                state = nova_hosts.host_state(host)
+                stock_verdict = stock.rejected_by(state, spec)
+                state = nova_hosts.host_state(host)
+                guard_verdict = guard.rejected_by(state, spec)
+                out.write('  %-10s %-20s %-20s %s\n' % (
+                    host.name,
+                    ('rejected: ' + stock_verdict if stock_verdict
+                     else 'passes'),
+                    ('rejected: ' + guard_verdict if guard_verdict
+                     else 'passes'),
+                    reasons.reason(host.name)))
+            stock_pick = stock.pick([nova_hosts.host_state(h) for h in hosts],
+                                    spec)
+            guard_pick = guard.pick([nova_hosts.host_state(h) for h in hosts],
+                                    spec)
+            out.write('  stock nova picks: %s; with the guard: %s\n' % (
+                stock_pick or 'no valid host', guard_pick or 'no valid host'))
+
+        name, vcpus, memory_mb, extra_specs = FLAVORS[0]
+        out.write('\nOnly the seed\'s host, flavor %s: what the operator '
+                  'sees\n' % name)
+        del reasons.records[:]
+        pick = guard.pick([nova_hosts.host_state(hosts[0])],
+                          request_spec(name, vcpus, memory_mb, extra_specs))
+        out.write('  picked: %s\n' % (pick or 'no valid host (NoValidHost)'))
+        for line in reasons.summaries():
+            out.write('  INFO %s\n' % line)
+    finally:
+        guard_log.removeHandler(reasons)
+        guard_log.propagate = True
     return 0
 
 

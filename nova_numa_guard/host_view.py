@@ -20,12 +20,18 @@ Reading nova's versioned objects is the expensive part, and a host's cells
 change only when its compute node record does: the cells are memoised per
 compute node (``HostState.uuid``) and record version. The version is the
 record's ``updated_at`` (``HostState.updated``) together with its
-``free_ram_mb``: the timestamp may have one-second resolution, and every
-instance added or removed, NUMA or not, moves the free memory. Host-wide usage
-is read afresh for every request.
+``free_ram_mb``: every instance added or removed, NUMA or not, moves the free
+memory. The database may keep ``updated_at`` in whole seconds, so a record
+younger than a second is not memoised: a second write within the same second
+could keep its timestamp. Host-wide usage is read afresh for every request.
 """
 
+import datetime
+
 from nova_numa_guard import topology
+
+# A record this young may still be overwritten under the same timestamp.
+_SETTLE = datetime.timedelta(seconds=1)
 
 _ATTR = '_numa_guard_view'
 
@@ -82,9 +88,23 @@ def cells_from_state(host_state):
     numa = host_state.numa_topology
     cells = () if numa is None else tuple(
         cell_from_nova(cell) for cell in numa.cells)
-    if key is not None and version[0] is not None:
+    if key is not None and _settled(version[0]):
         _CELLS_MEMO[key] = (version, cells)
     return cells
+
+
+def _settled(updated):
+    """Whether a record updated at ``updated`` can no longer change silently.
+
+    nova's ``HostState.consume_from_request`` sets a naive UTC time; records
+    from the database carry a time zone.
+    """
+    if updated is None:
+        return False
+    now = datetime.datetime.now(datetime.timezone.utc)
+    if updated.tzinfo is None:
+        now = now.replace(tzinfo=None)
+    return now - updated >= _SETTLE
 
 
 def cell_from_nova(cell):

@@ -19,6 +19,7 @@ and resource tracker store it) and then a ``HostState`` filled by
 Needs nova; the scheduler code paths never import this module.
 """
 
+import datetime
 import uuid
 
 from oslo_utils import timeutils
@@ -77,7 +78,9 @@ def compute_node(host, memory_mb=None, vcpus=None):
         cpu_allocation_ratio=4.0,
         ram_allocation_ratio=host.ram_allocation_ratio,
         disk_allocation_ratio=1.0,
-        updated_at=timeutils.utcnow(with_timezone=True))
+        # The compute reported a minute ago, as its periodic task does.
+        updated_at=timeutils.utcnow(with_timezone=True) -
+        datetime.timedelta(seconds=60))
 
 
 def service(host_name):

@@ -10,7 +10,10 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
+import datetime
+
 from nova import objects
+from oslo_utils import timeutils
 import testtools
 
 from nova_numa_guard import host_view
@@ -92,4 +95,21 @@ class HostViewTest(testtools.TestCase):
         again.free_ram_mb -= 2048  # an instance came or went
         self.assertIsNot(first, host_view.cells_from_state(again))
         newer = fakes.host_state(fakes.seed_cells()[:1])
+        newer.updated += datetime.timedelta(seconds=1)
         self.assertEqual(1, len(host_view.cells_from_state(newer)))
+
+    def test_records_younger_than_a_second_are_not_memoised(self):
+        """Ensures a record that may still change in its second is re-read.
+
+        Databases may keep updated_at in whole seconds; nova's
+        consume_from_request stamps a naive UTC time.
+        """
+        state = fakes.host_state(fakes.seed_cells())
+        state.updated = timeutils.utcnow(with_timezone=True)
+        first = host_view.cells_from_state(state)
+        self.assertIsNot(first, host_view.cells_from_state(state))
+        state.updated = timeutils.utcnow()
+        self.assertIsNot(first, host_view.cells_from_state(state))
+        state.updated -= datetime.timedelta(seconds=2)
+        settled = host_view.cells_from_state(state)
+        self.assertIs(settled, host_view.cells_from_state(state))

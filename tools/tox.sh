@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Run tox from a private virtualenv (.tox-venv), creating it on first use:
+# a fresh machine may have no tox, and distributions that mark their Python
+# as externally managed (PEP 668) refuse "pip install" outside a venv.
+# Usage: tools/tox.sh -e demo
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=.tox-venv
+if [ ! -x "$venv/bin/tox" ]; then
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+        # Debian and Ubuntu ship venv separately.
+        if [ "$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+            python3-venv >/dev/null
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+    fi
+    "$venv/bin/python" -m pip install -q 'tox>=4.0.0'
+fi
+exec "$venv/bin/tox" "$@"

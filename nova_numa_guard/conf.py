@@ -236,7 +236,8 @@ Age in seconds after which a live memory payload is no longer trusted.
 A payload older than this (by its ``timestamp`` against the scheduler's
 clock) is ignored with a warning and the host is handled per
 ``on_missing_live_data``. Keep it a few times ``[numa_guard_agent] interval``
-so that one late publication does not drop the host to the fallback.
+(plus ``live_data_memo_seconds``) so that one late publication does not drop
+the host to the fallback.
 
 This setting only affects scheduling if ``[numa_guard] memory_source`` is
 ``cache`` or ``file``.
@@ -248,6 +249,7 @@ Possible values:
 Related options:
 
 * ``[numa_guard_agent] interval``
+* ``[numa_guard] live_data_memo_seconds``
 * ``[numa_guard] on_missing_live_data``
 """),
     cfg.StrOpt(
@@ -268,7 +270,9 @@ or its payload is stale, unsigned or wrongly signed, names another host, does
 not match the schema or carries implausible numbers (each is logged as a
 rate-limited warning with the reason). When the cache itself cannot be
 reached, every host is judged on accounted data whatever this option says,
-so that scheduling goes on.
+so that scheduling goes on. With several memcached servers in ``[cache]
+memcache_servers``, the hosts whose server is down are judged on accounted
+data too (not handled as missing), until the server answers again.
 
 This setting only affects scheduling if ``[numa_guard] memory_source`` is
 ``cache`` or ``file``.
@@ -284,11 +288,17 @@ Related options:
         help="""
 Shared secret that signs and verifies live memory payloads.
 
-When set on the compute hosts, ``nova-numa-guard-agent`` adds an HMAC-SHA256
-signature to every payload. When set on the scheduler, payloads without a
-valid signature are ignored, so a party that can write to the cache cannot
-steer scheduling. Set the same value on both sides, and keep it out of
-world-readable files.
+Payloads are not signed with this secret itself but with a key of their own
+host, derived from it: ``HMAC-SHA256(payload_signing_key, host)`` as 64 hex
+characters (``nova-numa-guard-agent --print-host-key`` prints it). The
+scheduler derives the key of every host it fetches and ignores payloads
+without a valid signature, so a party that can write to the cache cannot
+steer scheduling, and a payload signed for one host never counts for
+another. Set this secret on the scheduler. On a compute host, set either
+``[numa_guard_agent] host_signing_key`` (recommended: a compromised compute
+host can then sign only its own payloads) or this secret (the agent derives
+its host's key; any host holding the secret can sign for every host). Keep
+both out of world-readable files.
 
 Possible values:
 
@@ -299,6 +309,7 @@ Related options:
 
 * ``[numa_guard] memory_source``
 * ``[numa_guard] on_missing_live_data``
+* ``[numa_guard_agent] host_signing_key``
 """),
     cfg.FloatOpt(
         'cache_timeout',
@@ -311,7 +322,16 @@ It bounds how long one scheduling request waits for an unreachable memcached
 server before judging every host on accounted data. After a failure the
 server is not tried again for 10 seconds, so later requests do not wait at
 all. It applies to the ``dogpile.cache.pymemcache`` backend, which has no
-timeout of its own; other backends use ``[cache] socket_timeout``.
+timeout of its own; the redis backends use ``[cache] socket_timeout``.
+
+The live memory store supports ``[cache] backend`` =
+``dogpile.cache.pymemcache`` (memcached) and the redis backends
+(``dogpile.cache.redis``, ``dogpile.cache.redis_sentinel``), which move
+payloads as raw bytes. Other memcached backends (``oslo_cache.memcache_pool``,
+``dogpile.cache.memcached``, ``dogpile.cache.pylibmc``,
+``dogpile.cache.bmemcached``) unpickle what they read, so a value planted in
+the cache could run code in nova-scheduler: with them, nova-scheduler and the
+agent refuse to start.
 
 Possible values:
 
@@ -322,8 +342,35 @@ Related options:
 * ``[numa_guard] memory_source``
 * ``[cache] backend``
 """),
-]
+    cfg.FloatOpt(
+        'live_data_memo_seconds',
+        default=2.0,
+        min=0,
+        help="""
+Seconds the ``cache`` memory source reuses what it fetched.
 
+Scheduling requests that follow each other within this time (the instances
+of a multi-create, a burst of boots) are served from memory without a round
+trip to the cache. The age of every payload is still checked against
+``max_data_age`` at every use. A payload the agent publishes reaches the
+scheduler up to ``[numa_guard_agent] interval`` plus this time after the agent
+read it: keep ``live_data_memo_seconds + [numa_guard_agent] interval`` well
+below ``max_data_age``.
+
+This setting only affects scheduling if ``[numa_guard] memory_source`` is
+``cache``.
+
+Possible values:
+
+* ``0``: fetch every candidate host at every request.
+* A number of seconds, e.g. ``2``.
+
+Related options:
+
+* ``[numa_guard] max_data_age``
+* ``[numa_guard_agent] interval``
+"""),
+]
 agent_group = cfg.OptGroup(
     'numa_guard_agent',
     title='nova-numa-guard-agent options',
@@ -379,6 +426,29 @@ Possible values:
 
 * ``/sys`` on a real host; a copy of a sysfs tree for tests and simulation.
   The ``--sysfs-root`` command line flag overrides it.
+"""),
+    cfg.StrOpt(
+        'host_signing_key',
+        secret=True,
+        help="""
+This compute host's own key for signing live memory payloads.
+
+The key the scheduler expects for this host: ``HMAC-SHA256([numa_guard]
+payload_signing_key, host)`` as 64 hex characters. Print it where the shared
+secret is kept with ``nova-numa-guard-agent --print-host-key --host HOST
+--config-file FILE``. With it, the shared secret never has to reach the
+compute hosts, and a compromised host can sign payloads for itself only.
+When set, it is used instead of ``[numa_guard] payload_signing_key``.
+
+Possible values:
+
+* Unset (default): sign with the key derived from ``[numa_guard]
+  payload_signing_key`` when that is set; else do not sign.
+* 64 hex characters.
+
+Related options:
+
+* ``[numa_guard] payload_signing_key``
 """),
     cfg.IntOpt(
         'max_backoff',

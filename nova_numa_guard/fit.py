@@ -27,7 +27,7 @@ A host with at most one cell, or none with both shared CPUs and memory, has
 nothing to judge and passes.
 
 Estimated free memory is the live figure when a memory source supplied one
-(``Cell.live_free_mb``) minus the reserve, else the accounted estimate of
+(``Host.live_free``) minus the reserve, else the accounted estimate of
 :func:`accounted_free_mb`.
 
 For the k-th instance of a multi-create, the ``placed`` earlier instances of
@@ -135,15 +135,6 @@ def accounted_free_mb(host, reserve=NO_RESERVE, estimate=ESTIMATE_SPREAD):
             for c in host.cells]
 
 
-def free_mb(host, reserve=NO_RESERVE, estimate=ESTIMATE_SPREAD):
-    """Free memory per cell: live where known, else accounted."""
-    cells = host.cells
-    if cells and cells[0].live_free_mb is not None:
-        return [c.live_free_mb - node_reserve_mb(reserve, c.id)
-                for c in cells]
-    return accounted_free_mb(host, reserve, estimate)
-
-
 def judge(host, memory_mb, vcpus, reserve=NO_RESERVE, cpu_fit=True,
           estimate=ESTIMATE_SPREAD, placed=0):
     """Decide whether a non-NUMA guest fits inside one cell of ``host``.
@@ -164,8 +155,8 @@ def judge(host, memory_mb, vcpus, reserve=NO_RESERVE, cpu_fit=True,
     if len(cells) <= 1:
         return PASS
     default, per_node = reserve
-    live = cells[0].live_free_mb is not None
-    share = None if live else _non_numa_share(host, estimate)
+    live = host.live_free
+    share = None if live is not None else _non_numa_share(host, estimate)
     ratio = host.ram_allocation_ratio
     fitting = []
     best = None
@@ -182,8 +173,8 @@ def judge(host, memory_mb, vcpus, reserve=NO_RESERVE, cpu_fit=True,
             continue
         if memory_mb <= 0:
             return PASS
-        if live:
-            free = cell.live_free_mb - node_reserve
+        if live is not None:
+            free = live[cell.id] - node_reserve
         else:
             free = _accounted_free(cell, cap, ratio, share)
         fitting.append((cell.id, free))
@@ -192,7 +183,7 @@ def judge(host, memory_mb, vcpus, reserve=NO_RESERVE, cpu_fit=True,
             if slots > placed:
                 return PASS
     if fitting:
-        return _usage_failure(live, fitting, memory_mb, placed)
+        return _usage_failure(live is not None, fitting, memory_mb, placed)
     if best is None:
         # No cell has both shared CPUs and memory: bad data, or a host for
         # pinned guests only, which placement already keeps guests without a
@@ -235,22 +226,26 @@ def judge_numa_live(host, guest_cells_mb, reserve=NO_RESERVE,
     Nova binds such a guest's memory strictly to its host cells but accounts
     only NUMA guests there, so a cell full of guests without a NUMA topology
     still looks empty to it and the guest is OOM-killed. The host passes when
-    each guest cell gets a distinct host cell with memory whose live figure
-    (``Cell.live_free_mb``, the node's available memory) minus the per-node
-    reserve and minus ``placed_mb`` holds it. Hosts without live data pass.
+    each guest cell gets a distinct host cell with CPUs (shared or dedicated)
+    and small-page memory whose live figure (``Host.live_free``, the node's
+    available memory) minus the per-node reserve and minus ``placed_mb``
+    holds it. Memory-only nodes (CXL, HBM) never hold a guest cell: nova
+    places guest cells only on nodes with CPUs. Hosts without live data pass.
 
     :param guest_cells_mb: memory of each guest cell, MB.
     :param placed_mb: ``{node_id: MB}`` placed on the cells by earlier
         instances of the same request.
     :returns: :class:`Verdict` (kind ``usage`` when it fails).
     """
-    cells = host.cells
-    if not cells or cells[0].live_free_mb is None or not guest_cells_mb:
+    live = host.live_free
+    if live is None or not host.cells or not guest_cells_mb:
         return PASS
     placed_mb = placed_mb or {}
-    free = sorted(((c.live_free_mb - node_reserve_mb(reserve, c.id) -
+    free = sorted(((live[c.id] - node_reserve_mb(reserve, c.id) -
                     placed_mb.get(c.id, 0), c.id)
-                   for c in cells if c.small_page_mb > 0), reverse=True)
+                   for c in host.cells
+                   if c.small_page_mb > 0 and (c.cpus or c.pcpus)),
+                  reverse=True)
     need = sorted(guest_cells_mb, reverse=True)
     # Largest guest cell to the roomiest host cell, and so on: a distinct
     # assignment exists exactly when this pairing works.
@@ -264,7 +259,8 @@ def judge_numa_live(host, guest_cells_mb, reserve=NO_RESERVE,
         return ('NUMA guest needs %s MB on %d distinct cells; live '
                 'available after the reserve%s: %s' % (
                     '+'.join('%d' % mb for mb in need), len(need),
-                    ' and earlier instances' if placed_mb else '', frees))
+                    ' and earlier instances' if placed_mb else '',
+                    frees or 'no cell with CPUs and memory'))
     best_mb = free[0][0] if free else 0
     return Verdict(False, USAGE, best_mb, None, explain)
 

@@ -46,10 +46,21 @@ Memory figures are MiB, rounded down, per NUMA node:
   ``NUMACellFitFilter`` checks NUMA guests on small pages (bound strictly to
   their cells by nova) against this figure.
 
-``signature`` is present when ``[numa_guard] payload_signing_key`` is set: the
-hex HMAC-SHA256, keyed with it, of the *canonical* JSON of every other field
-(keys sorted, separators ``,`` and ``:``, ASCII only), as
-:func:`canonical` makes it.
+``signature`` is present when ``[numa_guard] payload_signing_key`` is set:
+the hex HMAC-SHA256 of the *canonical* JSON of every other field (keys sorted,
+separators ``,`` and ``:``, ASCII only, as :func:`canonical` makes it), keyed
+with the *host's own key* (:func:`host_key`): the hex HMAC-SHA256 of the host
+name keyed with ``payload_signing_key``. A compute host that holds only its
+own key cannot sign a payload for another host, and a payload signed for one
+host never verifies for another. The signature is the last member of the
+stored object (:func:`encode`), so the scheduler checks the HMAC over the
+stored bytes before it parses any JSON; trailing whitespace (the newline of
+``--print``) is ignored.
+
+The scheduler checks only what it uses (:func:`verify`): the schema version,
+the host, the timestamp, the node ids and the memory figures. ``cpus``,
+``distances``, ``hugepages`` and ``devices`` must have the right container
+types; their elements are checked only with ``full=True``.
 
 Nothing here imports nova or reads configuration.
 """
@@ -112,6 +123,18 @@ Trusted.__doc__ = """A payload that passed every trust rule.
 """
 
 
+def available_mb(total_mb, free_mb, inactive_file_mb=0, sreclaimable_mb=0):
+    """A node's ``mem_available_mb`` from its meminfo figures in MiB.
+
+    ``MemFree + Inactive(file) + SReclaimable``, capped at ``MemTotal``, in
+    whole MiB rounded down. The one place the formula lives: the agent
+    (sysfs, kB / 1024) and the vNUMA helper (``numastat -m``, MB with two
+    decimals) both use it.
+    """
+    return math.floor(min(total_mb, free_mb + inactive_file_mb +
+                          sreclaimable_mb))
+
+
 def canonical(payload):
     """The bytes that are signed: canonical JSON without ``signature``."""
     body = {k: v for k, v in payload.items() if k != 'signature'}
@@ -119,8 +142,22 @@ def canonical(payload):
                       ensure_ascii=True, allow_nan=False).encode('ascii')
 
 
+def host_key(key, host):
+    """The signing key of one host, derived from ``payload_signing_key``.
+
+    :returns: the hex HMAC-SHA256 of ``host`` (UTF-8) keyed with ``key``, as
+        a str; its ASCII bytes are the HMAC key of the host's payloads.
+    """
+    if isinstance(key, str):
+        key = key.encode('utf-8')
+    return hmac.new(key, host.encode('utf-8'), hashlib.sha256).hexdigest()
+
+
 def signature(payload, key):
-    """Hex HMAC-SHA256 of :func:`canonical` ``(payload)`` keyed by ``key``."""
+    """Hex HMAC-SHA256 of :func:`canonical` ``(payload)`` keyed by ``key``.
+
+    :param key: the host's own key (:func:`host_key`).
+    """
     if isinstance(key, str):
         key = key.encode('utf-8')
     return hmac.new(key, canonical(payload), hashlib.sha256).hexdigest()
@@ -131,6 +168,7 @@ def build(host, timestamp, nodes, devices=(), key=None):
 
     :param nodes: node dicts as in the module docstring.
     :param devices: device dicts as in the module docstring.
+    :param key: the host's own key (:func:`host_key`), or None.
     """
     payload = {'schema': SCHEMA, 'host': host, 'timestamp': timestamp,
                'nodes': list(nodes), 'devices': list(devices)}
@@ -144,7 +182,7 @@ def encode(payload):
 
     :func:`canonical` JSON, with ``signature`` (when present) appended as the
     last member: the stored bytes before it are exactly what was signed, so
-    the scheduler checks the HMAC without serializing the payload again.
+    the scheduler checks the HMAC before parsing anything.
     """
     body = canonical(payload)
     sig = payload.get('signature')
@@ -153,20 +191,24 @@ def encode(payload):
     return body[:-1] + b',"signature":' + json.dumps(sig).encode() + b'}'
 
 
-def verify(raw, host, key=None, max_age=None, now=None):
+def verify(raw, host, key=None, max_age=None, now=None, full=False):
     """Check a stored payload against every trust rule.
 
     :param raw: bytes (or str) as fetched from the store.
     :param host: the compute host it was fetched for.
-    :param key: ``[numa_guard] payload_signing_key``; when set the payload
-        must carry a valid signature.
+    :param key: the host's own key (:func:`host_key` of ``[numa_guard]
+        payload_signing_key``); when set the payload must carry a valid
+        signature as the last member, checked before the JSON is parsed.
     :param max_age: seconds; older payloads are stale. None: no age limit.
-    :param now: epoch seconds (``time.time()`` of the caller).
+    :param now: epoch seconds (``time.time()`` of the caller); None: the
+        time rules are not checked (see :func:`check_age`).
+    :param full: also check the elements of ``cpus``, ``distances``,
+        ``hugepages`` and ``devices``, which the scheduler does not use.
     :returns: :class:`Trusted`.
     :raises Untrusted: with the reason; never anything else.
     """
     try:
-        return _verify(raw, host, key, max_age, now)
+        return _verify(raw, host, key, max_age, now, full)
     except Untrusted:
         raise
     except Exception as exc:  # a rule we did not foresee: still not trusted
@@ -174,7 +216,7 @@ def verify(raw, host, key=None, max_age=None, now=None):
                         type(exc).__name__)
 
 
-def _verify(raw, host, key, max_age, now):
+def _verify(raw, host, key, max_age, now, full):
     if isinstance(raw, str):
         raw = raw.encode('utf-8', 'surrogatepass')
     if not isinstance(raw, (bytes, bytearray)):
@@ -183,8 +225,10 @@ def _verify(raw, host, key, max_age, now):
     if len(raw) > MAX_BYTES:
         raise Untrusted(TOO_LARGE, '%d bytes, more than %d' %
                         (len(raw), MAX_BYTES))
+    if key:
+        raw = _check_signature(raw, key)
     try:
-        data = json.loads(raw, parse_constant=_no_constant)
+        data = _DECODER.decode(raw.decode('utf-8'))
     except (ValueError, RecursionError) as exc:
         raise Untrusted(NOT_JSON, _first_line(exc))
     if not isinstance(data, dict):
@@ -193,8 +237,6 @@ def _verify(raw, host, key, max_age, now):
     if data.get('schema') != SCHEMA or type(data['schema']) is not int:
         raise Untrusted(BAD_SCHEMA, 'schema %s, expected %d' %
                         (_short(data.get('schema')), SCHEMA))
-    if key:
-        _check_signature(data, key, raw)
     if data.get('host') != host:
         raise Untrusted(WRONG_HOST, 'payload names host %s' %
                         _short(data.get('host')))
@@ -208,8 +250,8 @@ def _verify(raw, host, key, max_age, now):
                         _short(timestamp))
     if now is not None:
         check_age(timestamp, max_age, now)
-    free, available = _check_nodes(data['nodes'])
-    _check_devices(data['devices'])
+    free, available = _check_nodes(data['nodes'], full)
+    _check_devices(data['devices'], full)
     return Trusted(host, timestamp, free, available)
 
 
@@ -227,31 +269,39 @@ def check_age(timestamp, max_age, now):
                         'is %s s' % (now - timestamp, max_age))
 
 
-def _check_signature(data, key, raw):
-    sig = data.get('signature')
-    if sig is None:
+# The stored layout of a signed payload ends with this member (encode()).
+_SIG_HEAD = b',"signature":"'
+_SIG_HEX = 64
+_SIG_TAIL = len(_SIG_HEAD) + _SIG_HEX + 2
+
+
+def _check_signature(raw, key):
+    """Check the HMAC over the stored bytes, before any JSON is parsed.
+
+    :returns: the signed bytes (the payload without ``signature``).
+    """
+    body = raw.rstrip()
+    tail = body[-_SIG_TAIL:]
+    if (len(body) <= _SIG_TAIL or not tail.startswith(_SIG_HEAD)
+            or not tail.endswith(b'"}')):
+        if b'"signature"' in raw:
+            raise Untrusted(BAD_SIGNATURE, 'signature is not the last member '
+                            'as nova-numa-guard-agent stores it')
         raise Untrusted(UNSIGNED, 'no signature but [numa_guard] '
                         'payload_signing_key is set')
-    if not isinstance(sig, str):
-        raise Untrusted(BAD_SIGNATURE, 'signature is not a string')
-    sig = sig.encode('ascii', 'replace')
+    sig = tail[len(_SIG_HEAD):-2]
+    signed = body[:-_SIG_TAIL] + b'}'
     if isinstance(key, str):
         key = key.encode('utf-8')
-    # Fast path: the bytes as encode() lays them out. Only the key holder
-    # can make an HMAC match, so matching bytes are the agent's own.
-    suffix = b',"signature":"' + sig + b'"}'
-    if raw.endswith(suffix):
-        digest = hmac.new(key, raw[:-len(suffix)] + b'}',
-                          hashlib.sha256).hexdigest().encode('ascii')
-        if hmac.compare_digest(sig, digest):
-            return
-    # Any other layout (re-indented by a tool...): the canonical form.
-    if not hmac.compare_digest(sig, signature(data, key).encode('ascii')):
-        raise Untrusted(BAD_SIGNATURE, 'HMAC-SHA256 does not match '
-                        '[numa_guard] payload_signing_key')
+    digest = hmac.new(key, signed, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(sig, digest.encode('ascii')):
+        raise Untrusted(BAD_SIGNATURE, 'HMAC-SHA256 does not match the '
+                        "host's key derived from [numa_guard] "
+                        'payload_signing_key')
+    return signed
 
 
-def _check_nodes(nodes):
+def _check_nodes(nodes, full):
     if type(nodes) is not list or not nodes:
         raise Untrusted(BAD_SCHEMA, 'nodes is not a non-empty list')
     if len(nodes) > MAX_NODES:
@@ -274,9 +324,15 @@ def _check_nodes(nodes):
             raise Untrusted(INSANE, 'node %d: expected mem_free_mb %d <= '
                             'mem_available_mb %d <= mem_total_mb %d' %
                             (node_id, mem_free, mem_avail, total))
-        _check_int_list(node.get('cpus'), node_id, 'cpus', MAX_CPU_ID)
-        _check_int_list(node.get('distances'), node_id, 'distances', 256)
-        _check_hugepages(node.get('hugepages'), node_id)
+        if (type(node.get('cpus')) is not list
+                or type(node.get('distances')) is not list
+                or type(node.get('hugepages')) is not dict):
+            raise Untrusted(BAD_SCHEMA, 'node %d: cpus, distances or '
+                            'hugepages is not a list, list, object' % node_id)
+        if full:
+            _check_int_list(node['cpus'], node_id, 'cpus', MAX_CPU_ID)
+            _check_int_list(node['distances'], node_id, 'distances', 256)
+            _check_hugepages(node['hugepages'], node_id)
         free[node_id] = mem_free
         available[node_id] = mem_avail
     return free, available
@@ -294,9 +350,6 @@ def _node_mb(node, node_id, name):
 
 
 def _check_int_list(values, node_id, name, limit):
-    if type(values) is not list:
-        raise Untrusted(BAD_SCHEMA, 'node %d: %s is not a list' %
-                        (node_id, name))
     if not values:
         return
     # map/min/max run in C: this is on the scheduler's path for every host.
@@ -309,9 +362,6 @@ def _check_int_list(values, node_id, name, limit):
 
 
 def _check_hugepages(pages, node_id):
-    if type(pages) is not dict:
-        raise Untrusted(BAD_SCHEMA, 'node %d: hugepages is not an object' %
-                        node_id)
     for size, counts in pages.items():
         if not size.isdigit() or type(counts) is not dict:
             raise Untrusted(BAD_SCHEMA, 'node %d: hugepages entry %s' %
@@ -325,9 +375,11 @@ def _check_hugepages(pages, node_id):
                             'total %d' % (node_id, size, free, total))
 
 
-def _check_devices(devices):
+def _check_devices(devices, full):
     if type(devices) is not list:
         raise Untrusted(BAD_SCHEMA, 'devices is not a list')
+    if not full:
+        return
     if len(devices) > MAX_DEVICES:
         raise Untrusted(INSANE, '%d devices' % len(devices))
     for device in devices:
@@ -343,6 +395,11 @@ def _check_devices(devices):
 
 def _no_constant(name):
     raise ValueError('%s is not a number' % name)
+
+
+# One decoder for every payload (json.loads with an argument builds one per
+# call); NaN and Infinity are refused.
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
 
 
 def _short(value):

@@ -40,8 +40,6 @@ class Cell:
     :param physnets: neutron physical networks affined to the node.
     :param tunneled: whether tunnelled networks are affined to the node.
     :param socket: the socket the node sits on, when known.
-    :param live_free_mb: memory the node's kernel reports available, when a
-        live source has fresh data for the host; else None.
     :param siblings: tuple of frozensets of host CPUs that are hyperthread
         siblings (one set per core), when known.
     :param distances: ``{node_id: distance}`` as the firmware reports it
@@ -50,14 +48,12 @@ class Cell:
 
     __slots__ = ('id', 'cpus', 'memory_mb', 'small_page_mb',
                  'small_page_used_mb', 'numa_used_mb', 'pcpus', 'hugepages',
-                 'physnets', 'tunneled', 'socket', 'live_free_mb',
-                 'siblings', 'distances')
+                 'physnets', 'tunneled', 'socket', 'siblings', 'distances')
 
     def __init__(self, id, cpus, memory_mb, small_page_mb=None,
                  small_page_used_mb=0, numa_used_mb=None, pcpus=frozenset(),
                  hugepages=None, physnets=frozenset(), tunneled=False,
-                 socket=None, live_free_mb=None, siblings=(),
-                 distances=None):
+                 socket=None, siblings=(), distances=None):
         self.id = id
         self.cpus = cpus
         self.memory_mb = memory_mb
@@ -71,7 +67,6 @@ class Cell:
         self.physnets = physnets
         self.tunneled = tunneled
         self.socket = socket
-        self.live_free_mb = live_free_mb
         self.siblings = tuple(siblings)
         self.distances = distances or {}
 
@@ -93,10 +88,9 @@ class Cell:
 
     def __repr__(self):
         return ('Cell(id=%r, cpus=%d, memory_mb=%r, small_page_mb=%r, '
-                'small_page_used_mb=%r, live_free_mb=%r)' % (
+                'small_page_used_mb=%r)' % (
                     self.id, len(self.cpus), self.memory_mb,
-                    self.small_page_mb, self.small_page_used_mb,
-                    self.live_free_mb))
+                    self.small_page_mb, self.small_page_used_mb))
 
 
 class Host:
@@ -108,15 +102,21 @@ class Host:
     :param used_mb: host-wide memory nova counts as used: every guest, NUMA or
         not, plus ``[DEFAULT] reserved_host_memory_mb``.
     :param ram_allocation_ratio: the host's memory overcommit ratio.
+    :param live_free: ``{node_id: MB}`` live memory of every cell, when a
+        live source has fresh data for the host (see
+        :meth:`with_live_free`); else None.
     """
 
-    __slots__ = ('name', 'cells', 'used_mb', 'ram_allocation_ratio')
+    __slots__ = ('name', 'cells', 'used_mb', 'ram_allocation_ratio',
+                 'live_free')
 
-    def __init__(self, name, cells, used_mb=0, ram_allocation_ratio=1.0):
+    def __init__(self, name, cells, used_mb=0, ram_allocation_ratio=1.0,
+                 live_free=None):
         self.name = name
         self.cells = tuple(cells)
         self.used_mb = used_mb
         self.ram_allocation_ratio = ram_allocation_ratio
+        self.live_free = live_free
 
     @property
     def non_numa_used_mb(self):
@@ -128,15 +128,26 @@ class Host:
         return max(0, self.used_mb - sum(c.numa_used_mb for c in self.cells))
 
     def with_live_free(self, per_node):
-        """A copy whose cells carry live free memory.
+        """A copy of the host carrying live memory per cell.
 
-        :param per_node: ``{node_id: free_mb}``; unless it covers every cell,
-            the host is returned unchanged (live data is all or nothing).
+        The copy shares this host's cells (no cell is copied).
+
+        :param per_node: ``{node_id: MB}``; unless it covers every cell, the
+            host is returned unchanged (live data is all or nothing).
         """
-        if any(c.id not in per_node for c in self.cells):
-            return self
-        cells = [c.replace(live_free_mb=per_node[c.id]) for c in self.cells]
-        return Host(self.name, cells, self.used_mb, self.ram_allocation_ratio)
+        for cell in self.cells:
+            if cell.id not in per_node:
+                return self
+        host = object.__new__(Host)
+        host.name = self.name
+        host.cells = self.cells
+        host.used_mb = self.used_mb
+        host.ram_allocation_ratio = self.ram_allocation_ratio
+        host.live_free = per_node
+        return host
 
     def __repr__(self):
-        return 'Host(%r, cells=%r)' % (self.name, list(self.cells))
+        if self.live_free is None:
+            return 'Host(%r, cells=%r)' % (self.name, list(self.cells))
+        return 'Host(%r, cells=%r, live_free=%r)' % (
+            self.name, list(self.cells), self.live_free)

@@ -41,7 +41,7 @@ the host's cells, each node on a cell that holds it with the headroom. nova
 picks the cells itself (the first permutation of the host cells that fits),
 so the order of the guest nodes in the specs is chosen for that. The planner
 works on the host's shape: nova's per-cell usage in the cells is ignored,
-live free memory (``Cell.live_free_mb``) only produces warnings.
+live free memory (``Host.live_free``) only produces warnings.
 """
 
 import itertools
@@ -179,7 +179,11 @@ def plan(vcpus, memory_mb, cells, headroom_pct=DEFAULT_HEADROOM_PCT,
     :returns: :class:`Plan`.
     :raises: PlanError when the arguments are invalid or no layout fits.
     """
-    cells = tuple(cells.cells if isinstance(cells, topology.Host) else cells)
+    live_free = None
+    if isinstance(cells, topology.Host):
+        live_free = cells.live_free
+        cells = cells.cells
+    cells = tuple(cells)
     _check_args(vcpus, memory_mb, headroom_pct)
     page = None if page_size is None else PageSize(page_size)
     layout = _Layout(cells, headroom_pct, page)
@@ -218,7 +222,7 @@ def plan(vcpus, memory_mb, cells, headroom_pct=DEFAULT_HEADROOM_PCT,
         # node, the check above only shows that one cell can hold it.
         over = with_specs and layout.overfull(order, host_cells)
         if not over:
-            notes.extend(_live_notes(cells, mb_order))
+            notes.extend(_live_notes(cells, live_free, mb_order))
             return Plan(vcpus, memory_mb, cpus_order, mb_order, host_cells,
                         symmetric, specs, notes)
         overfull = overfull or over
@@ -542,10 +546,15 @@ def _split(total, caps):
     return shares
 
 
-def _live_notes(cells, nodes_mb):
-    """Warn when live free memory cannot take the guest nodes now."""
-    live = {c.id: c.live_free_mb for c in cells if c.holds_guests and
-            c.live_free_mb is not None}
+def _live_notes(cells, live_free, nodes_mb):
+    """Warn when live free memory cannot take the guest nodes now.
+
+    :param live_free: ``Host.live_free``: ``{node_id: MB}`` or None.
+    """
+    if not live_free:
+        return []
+    live = {c.id: live_free[c.id] for c in cells
+            if c.holds_guests and c.id in live_free}
     if not live:
         return []
     free = sorted(live.values(), reverse=True)

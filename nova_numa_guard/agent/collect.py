@@ -23,7 +23,7 @@ def node_entry(node):
         'cpus': node.cpus,
         'mem_total_mb': node.mb('MemTotal'),
         'mem_free_mb': node.mb('MemFree'),
-        'mem_available_mb': node.available_kb // 1024,
+        'mem_available_mb': node.available_mb,
         'hugepages': {str(size): {'total': total, 'free': free}
                       for size, (total, free)
                       in sorted(node.hugepages.items())},

@@ -50,8 +50,11 @@ DESCRIPTION
     (MemFree: what a guest without a NUMA topology gets locally now) and
     mem_available_mb (MemFree + Inactive(file) + SReclaimable: what a guest
     bound to the node can get before the kernel swaps or OOM-kills), all in
-    MiB. With [numa_guard] payload_signing_key set, the payload carries an
-    HMAC-SHA256 signature.
+    MiB. With [numa_guard_agent] host_signing_key or [numa_guard]
+    payload_signing_key set, the payload carries an HMAC-SHA256 signature
+    made with this host's own key: HMAC-SHA256(payload_signing_key, host)
+    as 64 hex characters (the scheduler derives the same key per host, so a
+    payload signed for one host never counts for another).
 
     Unreadable sysfs files leave their node or device out; an unreachable
     cache is retried with a doubling wait up to [numa_guard_agent]
@@ -62,12 +65,15 @@ FILES
     /etc/nova/nova.conf
         [DEFAULT] host, [cache], [numa_guard] payload_signing_key and
         cache_timeout, [numa_guard_agent] interval, ttl, sysfs_root,
-        max_backoff. Give it with --config-file; several are merged in order.
+        max_backoff, host_signing_key. Give it with --config-file; several
+        are merged in order. [cache] backend must be
+        dogpile.cache.pymemcache or a redis backend.
 
 EXIT STATUS
     0   --once: published (or printed); otherwise stopped by SIGTERM/SIGINT.
     1   --once: nothing could be read from sysfs, or the cache refused it.
-    2   bad command line or configuration.
+    2   bad command line or configuration, or the [cache] backend's client
+        library is not installed.
 
 EXAMPLES
     Look at what would be published, without a cache:
@@ -75,6 +81,11 @@ EXAMPLES
 
     Publish every 10 s, as the systemd unit does:
         nova-numa-guard-agent --config-file /etc/nova/nova.conf
+
+    The key of compute1 for its [numa_guard_agent] host_signing_key, where
+    the shared [numa_guard] payload_signing_key is kept:
+        nova-numa-guard-agent --print-host-key --host compute1 \\
+            --config-file /etc/nova/nova.conf
 
     Payloads for the file memory source (simulation, tests):
         cd /var/lib/nova-numa-guard/live && nova-numa-guard-agent \\
@@ -107,7 +118,25 @@ def build_parser():
         '--print', action='store_true', dest='print_only',
         help='print the payload as JSON on standard output instead of '
              'publishing it')
+    parser.add_argument(
+        '--print-host-key', action='store_true',
+        help="print the host's own signing key, derived from [numa_guard] "
+             'payload_signing_key, for its [numa_guard_agent] '
+             'host_signing_key, and exit')
     return parser
+
+
+def signing_key(conf, host):
+    """The key this host signs with, or None (unsigned payloads).
+
+    ``[numa_guard_agent] host_signing_key`` when set, else the key derived
+    from ``[numa_guard] payload_signing_key`` for ``host``.
+    """
+    if conf.numa_guard_agent.host_signing_key:
+        return conf.numa_guard_agent.host_signing_key
+    if conf.numa_guard.payload_signing_key:
+        return payload.host_key(conf.numa_guard.payload_signing_key, host)
+    return None
 
 
 def load_config(files):
@@ -150,7 +179,7 @@ class Agent:
         self.sysfs_root = sysfs_root
         self.store = store
         self.out = out
-        self._key = conf.numa_guard.payload_signing_key
+        self._key = signing_key(conf, host)
         self._sysfs_problems = frozenset()
         self._cache_down = None
 
@@ -227,12 +256,23 @@ def main(argv=None):
             getattr(opts, name)
         sysfs_root = args.sysfs_root or opts.sysfs_root
         host = args.host or conf.host
+        if args.print_host_key:
+            if not conf.numa_guard.payload_signing_key:
+                raise ValueError('--print-host-key needs [numa_guard] '
+                                 'payload_signing_key')
+            sys.stdout.write(payload.host_key(
+                conf.numa_guard.payload_signing_key, host) + '\n')
+            return 0
         store = None
         if not args.print_only:
             store = open_store(conf)
     except (cfg.Error, ValueError) as exc:
-        sys.stderr.write('nova-numa-guard-agent: %s\n' %
-                         str(exc).splitlines()[0])
+        sys.stderr.write('nova-numa-guard-agent: %s\n' % _one_line(exc))
+        return 2
+    except ImportError as exc:
+        sys.stderr.write('nova-numa-guard-agent: the [cache] backend needs a '
+                         'library that is not installed: %s\n' %
+                         _one_line(exc))
         return 2
     logging.setup(conf, 'nova-numa-guard-agent')
     agent = Agent(conf, host, sysfs_root, store, out=sys.stdout)
@@ -258,6 +298,11 @@ def main(argv=None):
                                 'interval': opts.interval})
     agent.run(stop)
     return 0
+
+
+def _one_line(exc):
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 if __name__ == '__main__':

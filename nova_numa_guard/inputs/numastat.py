@@ -24,6 +24,7 @@ the sum of the nodes is reported as truncated or garbled text.
 import re
 
 from nova_numa_guard.inputs import InputError
+from nova_numa_guard import payload
 
 LAST_ROW = 'HugePages_Surp'
 REQUIRED_ROWS = ('MemTotal', 'MemFree')
@@ -61,22 +62,23 @@ class Numastat:
         return dict(zip(self.nodes, self.rows[name]))
 
     def free_mb(self):
-        """``{node_id: whole MB free}`` (MemFree), for ``with_live_free``."""
+        """``{node_id: whole MB free}`` (MemFree)."""
         return {node: int(mb) for node, mb in self.field('MemFree').items()}
 
     def available_mb(self):
         """``{node_id: whole MB}`` the node could give a guest now.
 
         ``MemFree + Inactive(file) + SReclaimable`` (page cache and slab the
-        kernel can drop), capped at ``MemTotal``: the estimate the agent
-        publishes from sysfs.
+        kernel can drop), capped at ``MemTotal``, rounded down: the figure
+        the agent publishes from sysfs, by the same function
+        (:func:`nova_numa_guard.payload.available_mb`).
         """
-        free = self.field('MemFree')
         total = self.field('MemTotal')
         extra = [self.field(row) for row in ('Inactive(file)', 'SReclaimable')
                  if row in self.rows]
-        return {node: int(min(total[node], mb + sum(e[node] for e in extra)))
-                for node, mb in free.items()}
+        return {node: payload.available_mb(total[node], mb,
+                                           sum(e[node] for e in extra))
+                for node, mb in self.field('MemFree').items()}
 
     def total_mb(self):
         """``{node_id: whole MB}`` (MemTotal)."""

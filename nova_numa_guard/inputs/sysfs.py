@@ -32,6 +32,7 @@ import os
 import re
 
 from nova_numa_guard.inputs import InputError
+from nova_numa_guard import payload
 from nova_numa_guard import topology
 
 NODE_DIR = os.path.join('devices', 'system', 'node')
@@ -79,15 +80,18 @@ class Node:
         return self.meminfo.get(key, 0) // 1024
 
     @property
-    def available_kb(self):
+    def available_mb(self):
         """``MemFree + Inactive(file) + SReclaimable``, capped at MemTotal.
 
-        See :mod:`nova_numa_guard.payload` for why these three.
+        Whole MiB, rounded down, by
+        :func:`nova_numa_guard.payload.available_mb`; see
+        :mod:`nova_numa_guard.payload` for why these three.
         """
         info = self.meminfo
-        return min(info['MemTotal'],
-                   info['MemFree'] + info.get('Inactive(file)', 0) +
-                   info.get('SReclaimable', 0))
+        return payload.available_mb(
+            info['MemTotal'] / 1024, info['MemFree'] / 1024,
+            info.get('Inactive(file)', 0) / 1024,
+            info.get('SReclaimable', 0) / 1024)
 
     def __repr__(self):
         return 'Node(%d, cpus=%d, MemTotal=%s kB, MemFree=%s kB)' % (
@@ -251,7 +255,7 @@ def read_host(root):
     Hugepages are carved out of a node's MemTotal: the rest is its
     small-page memory. Every hugepage counts as the host's shape (a plan is
     for the flavor, not for now); the memory the node could give now
-    (:attr:`Node.available_kb`) becomes each cell's ``live_free_mb``.
+    (:attr:`Node.available_mb`) becomes the host's ``live_free``.
 
     :raises InputError: when a node cannot be read.
     """
@@ -270,9 +274,9 @@ def read_host(root):
             small_page_mb=max(0, total_kb - huge_kb) // 1024,
             hugepages={size: (total, 0)
                        for size, (total, _) in node.hugepages.items()},
-            distances=distances,
-            live_free_mb=node.available_kb // 1024))
-    return topology.Host(os.path.normpath(root), cells)
+            distances=distances))
+    return topology.Host(os.path.normpath(root), cells).with_live_free(
+        {node.id: node.available_mb for node in nodes})
 
 
 def parse_distance(text, source):

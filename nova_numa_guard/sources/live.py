@@ -14,13 +14,16 @@
 
 A subclass only fetches the stored bytes of a batch of hosts
 (:meth:`PayloadSource.fetch_raw`); this class checks each payload with
-:func:`nova_numa_guard.payload.verify`, builds the
+:func:`nova_numa_guard.payload.verify` (once per distinct payload of a host,
+whether it was trusted or not: the same bytes coming back at the next request
+cost a comparison and the time rules), builds the
 :class:`~nova_numa_guard.sources.base.LiveData` and logs what it ignores:
 one warning per reason at most every ``WARN_INTERVAL`` seconds, and one
 line each time the store becomes unreachable or reachable again.
 """
 
 import abc
+import hashlib
 import time
 
 from oslo_config import cfg
@@ -34,6 +37,24 @@ LOG = logging.getLogger(__name__)
 
 WARN_INTERVAL = 60.0
 MISSING = 'missing'
+UNREACHABLE = 'store unreachable'
+# Payloads up to this size are remembered as they are; a larger one (only
+# garbage is that large) by a digest, so that what a writer plants in the
+# store cannot fill the scheduler's memory.
+_REMEMBER_BYTES = 16384
+
+
+class _Unreachable:
+    """Marks a host whose part of the store cannot be read right now."""
+
+    def __repr__(self):
+        return 'UNREACHABLE_HOST'
+
+
+# fetch_raw() value of a host whose store server is down: the host is judged
+# on accounted data, as when the whole store is down (whatever
+# [numa_guard] on_missing_live_data says).
+UNREACHABLE_HOST = _Unreachable()
 
 
 class Unavailable(Exception):
@@ -54,20 +75,25 @@ class PayloadSource(base.MemorySource, metaclass=abc.ABCMeta):
         guard_conf.register_opts(self._conf)
         opts = self._conf.numa_guard
         self._key = opts.payload_signing_key
+        # host -> the host's own signing key, derived once.
+        self._host_keys = {}
         self._max_age = opts.max_data_age
         self._policy = opts.on_missing_live_data
         self._last_warned = {}
         self._down = None
-        # host -> (payload bytes, payload.Trusted) of the last good payload.
+        # host -> (payload bytes or digest, payload.Trusted or
+        # payload.Untrusted) of the last payload seen.
         self._verified = {}
 
     @abc.abstractmethod
     def fetch_raw(self, host_names):
         """Fetch the stored payloads of the hosts in one batch.
 
-        :returns: ``{host: value}`` with bytes, or a
+        :returns: ``{host: value}`` with bytes, a
             :class:`nova_numa_guard.payload.Untrusted` saying why the host's
-            value cannot be used; hosts with nothing stored may be left out.
+            value cannot be used, or :data:`UNREACHABLE_HOST` when the part
+            of the store that holds the host's value cannot be read; hosts
+            with nothing stored may be left out.
         :raises Unavailable: when the store cannot be read at all.
         """
 
@@ -88,11 +114,15 @@ class PayloadSource(base.MemorySource, metaclass=abc.ABCMeta):
         now = time.time()
         free, available, missing = {}, {}, {}
         ignored = {}
+        unreachable = []
         for host in host_names:
             value = raw.get(host)
             try:
                 if value is None:
                     raise payload.Untrusted(MISSING, 'no live data stored')
+                if value is UNREACHABLE_HOST:
+                    unreachable.append(host)
+                    continue
                 if isinstance(value, payload.Untrusted):
                     raise value
                 trusted = self._verify(host, value, now)
@@ -104,22 +134,52 @@ class PayloadSource(base.MemorySource, metaclass=abc.ABCMeta):
             available[host] = trusted.available_mb
         if ignored:
             self._warn(ignored, len(host_names))
+        if unreachable:
+            self._warn_unreachable(unreachable, len(host_names))
         return base.LiveData(free, available, missing)
 
     def _verify(self, host, value, now):
         """:func:`payload.verify`, once per distinct payload of a host.
 
         The agent publishes a new payload every interval; until then the
-        same bytes come back at every request and only the time rules are
-        checked again.
+        same bytes come back at every request: a payload trusted before gets
+        only the time rules checked again, one refused before is refused
+        again without being parsed or its signature checked.
         """
+        if isinstance(value, str):
+            value = value.encode('utf-8', 'surrogatepass')
+        elif not isinstance(value, bytes):
+            raise payload.Untrusted(payload.NOT_JSON, 'stored value is a %s, '
+                                    'not JSON bytes' % type(value).__name__)
+        if len(value) > payload.MAX_BYTES:
+            raise payload.Untrusted(payload.TOO_LARGE, '%d bytes, more than '
+                                    '%d' % (len(value), payload.MAX_BYTES))
         seen = self._verified.get(host)
-        if seen is not None and seen[0] == value:
-            payload.check_age(seen[1].timestamp, self._max_age, now)
-            return seen[1]
-        trusted = payload.verify(value, host, self._key, self._max_age, now)
-        self._verified[host] = (value, trusted)
-        return trusted
+        mark = value
+        if len(value) > _REMEMBER_BYTES:
+            mark = (len(value),
+                    hashlib.blake2b(value, digest_size=16).digest())
+        if seen is not None and seen[0] == mark:
+            result = seen[1]
+        else:
+            try:
+                result = payload.verify(value, host, self._host_key(host))
+            except payload.Untrusted as exc:
+                result = exc
+            self._verified[host] = (mark, result)
+        if type(result) is not payload.Trusted:
+            raise result.with_traceback(None)
+        payload.check_age(result.timestamp, self._max_age, now)
+        return result
+
+    def _host_key(self, host):
+        """The host's own signing key (None without a key), memoised."""
+        if not self._key:
+            return None
+        key = self._host_keys.get(host)
+        if key is None:
+            key = self._host_keys[host] = payload.host_key(self._key, host)
+        return key
 
     def forget(self):
         """Drop what was fetched and verified (tests, benchmarks)."""
@@ -143,6 +203,20 @@ class PayloadSource(base.MemorySource, metaclass=abc.ABCMeta):
                          'total': total, 'code': code, 'host': host,
                          'detail': exc.detail, 'policy': self._policy,
                          'interval': WARN_INTERVAL})
+
+    def _warn_unreachable(self, hosts, total):
+        now = time.monotonic()
+        last = self._last_warned.get(UNREACHABLE)
+        if last is not None and now - last < WARN_INTERVAL:
+            return
+        self._last_warned[UNREACHABLE] = now
+        LOG.warning("%(source)s memory source: the store server of "
+                    "%(count)d of %(total)d host(s) cannot be reached (e.g. "
+                    "%(host)s); judging them on accounted memory. Next such "
+                    "warning in %(interval)d s at the earliest.",
+                    {'source': self.name, 'count': len(hosts),
+                     'total': total, 'host': hosts[0],
+                     'interval': WARN_INTERVAL})
 
     def _set_down(self, reason):
         if self._down is None:

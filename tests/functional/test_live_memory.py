@@ -121,8 +121,8 @@ class SignedLiveMemoryTest(LiveMemoryTestBase):
     SIGNING_KEY = KEY
 
     def test_signed_seed_live_data_rejects_a_16gb_guest(self):
-        """Ensures a correctly signed payload is used."""
-        self.publish(key=KEY)
+        """Ensures a payload signed with the host's own key is used."""
+        self.publish(key=payload.host_key(KEY, 'compute1'))
 
         self.assert_no_valid_host(self.boot(expected_state='ERROR'))
         self.assertIn('live free: cell 0 10501 MB, cell 1 2769 MB',
@@ -135,7 +135,14 @@ class SignedLiveMemoryTest(LiveMemoryTestBase):
         self.assertIn('(unsigned), e.g. compute1: no signature',
                       self.guard_log.output)
 
-        self.publish(key='not-' + KEY)
+        self.publish(key=payload.host_key('not-' + KEY, 'compute1'))
         self.assertEqual('compute1', self.host_of(self.boot()))
         self.assertIn('(bad signature), e.g. compute1: HMAC-SHA256 does not '
                       'match', self.guard_log.output)
+
+    def test_payload_signed_by_another_host_is_ignored(self):
+        """Ensures compute2's key cannot vouch for compute1's payload."""
+        self.publish(key=payload.host_key(KEY, 'compute2'))
+        self.assertEqual('compute1', self.host_of(self.boot()))
+        self.assertIn('(bad signature), e.g. compute1: HMAC-SHA256 does not '
+                      "match the host's key", self.guard_log.output)

@@ -143,6 +143,100 @@ class JudgeTableTest(testtools.TestCase):
         host = fakes.host(fakes.seed_cells())
         self.assertIs(host, host.with_live_free({0: 100}))
 
+    def test_live_data_is_carried_by_the_host(self):
+        """Ensures with_live_free shares the cells instead of copying them."""
+        host = fakes.host(fakes.seed_cells())
+        live = host.with_live_free({0: 10501, 1: 2769})
+        self.assertIsNone(host.live_free)
+        self.assertEqual({0: 10501, 1: 2769}, live.live_free)
+        self.assertIs(host.cells, live.cells)
+        self.assertEqual((host.name, host.used_mb, host.ram_allocation_ratio),
+                         (live.name, live.used_mb, live.ram_allocation_ratio))
+
+
+class JudgeNUMALiveTest(testtools.TestCase):
+    """The live check of NUMA guests on small pages."""
+
+    def live_host(self, cells, live):
+        return fakes.host(cells).with_live_free(live)
+
+    def test_host_without_live_data_passes(self):
+        """Ensures a host without live data is left to nova."""
+        host = fakes.host(fakes.seed_cells())
+        self.assertTrue(fit.judge_numa_live(host, [100 * GB]).passes)
+
+    def test_fits_on_the_roomiest_cell(self):
+        """Ensures a guest cell fits when one host cell has the memory."""
+        host = self.live_host(fakes.seed_cells(), {0: 14286, 1: 7854})
+        self.assertTrue(fit.judge_numa_live(host, [14286]).passes)
+        verdict = fit.judge_numa_live(host, [14287])
+        self.assertEqual(fit.USAGE, verdict.kind)
+        self.assertEqual(14286, verdict.best_mb)
+        self.assertEqual('NUMA guest needs 14287 MB on 1 distinct cells; '
+                         'live available after the reserve: cell 0 14286 MB, '
+                         'cell 1 7854 MB', verdict.reason)
+
+    def test_reserve_is_applied_per_node(self):
+        """Ensures the per-node reserve comes off each cell's live figure."""
+        host = self.live_host(fakes.seed_cells(), {0: 14286, 1: 7854})
+        self.assertFalse(fit.judge_numa_live(host, [14000],
+                                             reserve=(512, {})).passes)
+        self.assertTrue(fit.judge_numa_live(host, [14000],
+                                            reserve=(0, {1: 4096})).passes)
+        self.assertFalse(fit.judge_numa_live(host, [14000],
+                                             reserve=(0, {0: 300})).passes)
+
+    def test_memory_placed_by_earlier_instances_counts(self):
+        """Ensures memory placed earlier in the request is taken off."""
+        host = self.live_host(fakes.seed_cells(), {0: 14286, 1: 7854})
+        self.assertTrue(fit.judge_numa_live(host, [8192]).passes)
+        verdict = fit.judge_numa_live(host, [8192], placed_mb={0: 8192})
+        self.assertFalse(verdict.passes)
+        self.assertIn('after the reserve and earlier instances: cell 0 '
+                      '6094 MB, cell 1 7854 MB', verdict.reason)
+
+    def test_guest_cells_need_distinct_host_cells(self):
+        """Ensures two guest cells cannot share one roomy host cell."""
+        host = self.live_host(fakes.seed_cells(), {0: 40000, 1: 2000})
+        self.assertTrue(fit.judge_numa_live(host, [30000]).passes)
+        self.assertFalse(fit.judge_numa_live(host, [8000, 8000]).passes)
+        self.assertTrue(fit.judge_numa_live(host, [30000, 2000]).passes)
+
+    def test_not_enough_cells(self):
+        """Ensures more guest cells than host cells fail."""
+        host = self.live_host(fakes.seed_cells(), {0: 40000, 1: 40000})
+        verdict = fit.judge_numa_live(host, [1024, 1024, 1024])
+        self.assertFalse(verdict.passes)
+        self.assertIn('1024+1024+1024 MB on 3 distinct cells',
+                      verdict.reason)
+
+    def test_cpu_less_memory_node_holds_no_guest_cell(self):
+        """Ensures a memory-only node (CXL) is not counted as a cell."""
+        cells = TOPOLOGIES['memory_only_node']
+        host = self.live_host(cells, {0: 1000, 1: 1000, 2: 200000})
+        verdict = fit.judge_numa_live(host, [16 * GB])
+        self.assertFalse(verdict.passes)
+        self.assertEqual('NUMA guest needs 16384 MB on 1 distinct cells; '
+                         'live available after the reserve: cell 0 1000 MB, '
+                         'cell 1 1000 MB', verdict.reason)
+        self.assertFalse(fit.judge_numa_live(host, [500, 500, 500]).passes)
+
+    def test_pinned_cpus_make_a_cell_count(self):
+        """Ensures a cell with dedicated CPUs only still holds guest cells."""
+        cells = [Cell(0, frozenset(), 32 * GB, pcpus=cpus(0, 8)),
+                 Cell(1, cpus(8, 8), 32 * GB)]
+        host = self.live_host(cells, {0: 20000, 1: 1000})
+        self.assertTrue(fit.judge_numa_live(host, [16 * GB]).passes)
+
+    def test_memory_less_cell_holds_no_guest_cell(self):
+        """Ensures a CPU-only node (no small-page memory) is not counted."""
+        host = self.live_host(TOPOLOGIES['cpu_only_node'], {0: 0, 1: 9000})
+        self.assertTrue(fit.judge_numa_live(host, [8192]).passes)
+        self.assertFalse(fit.judge_numa_live(host, [0, 8192]).passes)
+        host = self.live_host([Cell(0, cpus(0, 4), 0)], {0: 0})
+        verdict = fit.judge_numa_live(host, [1024])
+        self.assertIn('no cell with CPUs and memory', verdict.reason)
+
 
 class AccountedFreeTest(testtools.TestCase):
 

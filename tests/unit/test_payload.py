@@ -15,6 +15,7 @@
 import copy
 import json
 
+import fixtures
 import hypothesis
 from hypothesis import strategies as st
 import testtools
@@ -48,6 +49,18 @@ def seed_payload(host='compute1', timestamp=NOW - 5, key=None):
 
 def raw(data):
     return payload.encode(data)
+
+
+class AvailableTest(testtools.TestCase):
+
+    def test_available_is_capped_and_rounded_down(self):
+        """Ensures MemFree + Inactive(file) + SReclaimable, capped, floored."""
+        self.assertEqual(14286, payload.available_mb(64328.18, 10501.73,
+                                                     3000.5, 784.0))
+        self.assertEqual(100, payload.available_mb(100, 90, 20, 5))
+        self.assertEqual(0, payload.available_mb(10, 0.99))
+        self.assertEqual(14286, payload.available_mb(
+            65872056 / 1024, 14629119 / 1024, 0, 0))
 
 
 class VerifyTest(testtools.TestCase):
@@ -94,18 +107,72 @@ class VerifyTest(testtools.TestCase):
         data['nodes'][1]['mem_available_mb'] = 60000
         self.assert_untrusted(payload.BAD_SIGNATURE, raw(data), key=KEY)
 
-    def test_signed_payload_verifies_in_any_layout(self):
-        """Ensures a signed payload re-indented by a tool still verifies."""
+    def test_signed_payload_must_keep_the_agents_layout(self):
+        """Ensures a re-indented signed payload is refused, never parsed."""
         data = seed_payload(key=KEY)
         self.assertTrue(raw(data).endswith(
             b',"signature":"%s"}' % data['signature'].encode()))
         pretty = json.dumps(data, indent=2).encode()
-        payload.verify(pretty, 'compute1', KEY, 30, NOW)
-        pretty = pretty.replace(b'10501', b'30501').replace(b'14286',
-                                                            b'34286')
-        self.assert_untrusted(payload.BAD_SIGNATURE, pretty, key=KEY)
+        loads = self.useFixture(fixtures.MockPatch(
+            'nova_numa_guard.payload._DECODER.decode',
+            side_effect=payload._DECODER.decode))
+        exc = self.assert_untrusted(payload.BAD_SIGNATURE, pretty, key=KEY)
+        self.assertIn('not the last member', exc.detail)
+        self.assertEqual(0, loads.mock.call_count)
+
+    def test_printed_payload_takes_the_fast_path(self):
+        """Ensures --print's trailing newline still verifies, bytes only.
+
+        The HMAC is checked over the stored bytes; the payload is never
+        serialized again to check it.
+        """
+        printed = raw(seed_payload(key=KEY)) + b'\n'
+        canonical = self.useFixture(fixtures.MockPatch(
+            'nova_numa_guard.payload.canonical',
+            side_effect=payload.canonical))
+        trusted = payload.verify(printed, 'compute1', KEY, 30, NOW)
+        self.assertEqual({0: 10501, 1: 2769}, trusted.free_mb)
+        self.assertEqual(0, canonical.mock.call_count)
+
+    def test_bad_signature_refused_before_parsing(self):
+        """Ensures the HMAC is checked before json.loads sees the bytes."""
+        data = seed_payload(key=KEY)
+        forged = raw(data).replace(b'10501', b'30501')
+        loads = self.useFixture(fixtures.MockPatch(
+            'nova_numa_guard.payload._DECODER.decode',
+            side_effect=payload._DECODER.decode))
+        self.assert_untrusted(payload.BAD_SIGNATURE, forged, key=KEY)
+        self.assert_untrusted(payload.UNSIGNED, b'{"schema": 1' + b'[' * 50,
+                              key=KEY)
+        self.assertEqual(0, loads.mock.call_count)
+
+    def test_oversized_value_refused_before_the_signature(self):
+        """Ensures a value over 1 MiB is refused before any other check."""
+        value = b' ' * (payload.MAX_BYTES + 1)
+        hmac_new = self.useFixture(fixtures.MockPatch(
+            'nova_numa_guard.payload.hmac.new'))
+        self.assert_untrusted(payload.TOO_LARGE, value, key=KEY)
+        self.assertEqual(0, hmac_new.mock.call_count)
+
+    def test_host_keys_differ_per_host(self):
+        """Ensures each host gets its own key, derived from the secret."""
+        key1 = payload.host_key(KEY, 'compute1')
+        self.assertEqual(64, len(key1))
+        self.assertEqual(key1, payload.host_key(KEY.encode(), 'compute1'))
+        self.assertNotEqual(key1, payload.host_key(KEY, 'compute2'))
+        self.assertNotEqual(key1, payload.host_key('other', 'compute1'))
+
+    def test_payload_signed_with_another_hosts_key_refused(self):
+        """Ensures compute2's key cannot sign a payload for compute1."""
+        data = seed_payload(key=payload.host_key(KEY, 'compute2'))
+        self.assert_untrusted(payload.BAD_SIGNATURE, raw(data),
+                              key=payload.host_key(KEY, 'compute1'))
+        payload.verify(raw(seed_payload(key=payload.host_key(
+            KEY, 'compute1'))), 'compute1', payload.host_key(KEY, 'compute1'),
+            30, NOW)
 
     def test_non_string_signature_refused(self):
+        """Ensures a signature that is not a string is refused."""
         data = seed_payload(key=KEY)
         data['signature'] = 12
         self.assert_untrusted(payload.BAD_SIGNATURE, raw(data), key=KEY)
@@ -129,6 +196,7 @@ class VerifyTest(testtools.TestCase):
         self.assertIn('31 s old', exc.detail)
 
     def test_payload_at_the_age_limit_is_trusted(self):
+        """Ensures a payload exactly max_data_age old is still used."""
         payload.verify(raw(seed_payload(timestamp=NOW - 30)), 'compute1',
                        None, 30, NOW)
 
@@ -138,6 +206,7 @@ class VerifyTest(testtools.TestCase):
                               raw(seed_payload(timestamp=NOW + 60)))
 
     def test_small_clock_skew_tolerated(self):
+        """Ensures a timestamp slightly in the future is tolerated."""
         payload.verify(raw(seed_payload(timestamp=NOW + 2)), 'compute1',
                        None, 30, NOW)
 
@@ -148,6 +217,7 @@ class VerifyTest(testtools.TestCase):
         self.assert_untrusted(payload.TOO_LARGE, raw(data))
 
     def test_garbage_bytes_refused(self):
+        """Ensures bytes that are not JSON are refused as such."""
         for value in (b'\x80\x04\x95garbage', b'', b'{"schema": 1',
                       b'\xff\xfe\x00', b'[' * 100000, b'NaN'):
             self.assert_untrusted(payload.NOT_JSON, value)
@@ -157,6 +227,7 @@ class VerifyTest(testtools.TestCase):
         self.assert_untrusted(payload.NOT_JSON, {'schema': 1})
 
     def test_schema_mismatch_refused(self):
+        """Ensures a wrong schema, type or missing field is refused."""
         for change in ({'schema': 2}, {'schema': True}, {'schema': '1'},
                        {'nodes': []}, {'nodes': {}}, {'devices': {}},
                        {'timestamp': 'yesterday'}, {'timestamp': None}):
@@ -169,14 +240,34 @@ class VerifyTest(testtools.TestCase):
         self.assert_untrusted(payload.BAD_SCHEMA, b'[1, 2]')
 
     def test_node_field_types_checked(self):
+        """Ensures node fields of the wrong type are refused."""
         for field, value in (('mem_free_mb', 2769.5), ('mem_free_mb', '1'),
                              ('mem_total_mb', None), ('mem_free_mb', True),
-                             ('cpus', '0-5'), ('cpus', [0.5]),
-                             ('distances', None), ('hugepages', []),
-                             ('id', '1')):
+                             ('cpus', '0-5'), ('distances', None),
+                             ('hugepages', []), ('id', '1')):
             data = seed_payload()
             data['nodes'][1][field] = value
             self.assert_untrusted(payload.BAD_SCHEMA, raw(data))
+        data = seed_payload()
+        data['nodes'][1]['cpus'] = [0.5]
+        self.assertRaises(payload.Untrusted, payload.verify, raw(data),
+                          'compute1', None, 30, NOW, full=True)
+
+    def test_scheduler_skips_elements_it_does_not_use(self):
+        """Ensures cpus, distances, hugepages, devices elements are skipped.
+
+        The scheduler uses the node ids and memory figures only; the full
+        check (``full=True``) still refuses the same payload.
+        """
+        data = seed_payload()
+        data['nodes'][1].update({
+            'cpus': [0.5, -3], 'distances': ['x'],
+            'hugepages': {'2048': {'total': 1, 'free': 2}}})
+        data['devices'] = [{'no': 'address'}] * 3
+        trusted = payload.verify(raw(data), 'compute1', None, 30, NOW)
+        self.assertEqual({0: 10501, 1: 2769}, trusted.free_mb)
+        self.assertRaises(payload.Untrusted, payload.verify, raw(data),
+                          'compute1', None, 30, NOW, full=True)
 
     def test_implausible_numbers_refused(self):
         """Ensures free > total, negative and huge figures are refused."""
@@ -185,20 +276,31 @@ class VerifyTest(testtools.TestCase):
                         {'mem_free_mb': -1},
                         {'mem_total_mb': 2 ** 40, 'mem_available_mb': 2 ** 40,
                          'mem_free_mb': 2 ** 40},
-                        {'id': -1}, {'id': 0},
-                        {'hugepages': {'2048': {'total': 1, 'free': 2}}},
-                        {'cpus': [-3]}):
+                        {'id': -1}, {'id': 0}):
             data = seed_payload()
             data['nodes'][1].update(changes)
             self.assert_untrusted(payload.INSANE, raw(data))
 
+    def test_implausible_elements_refused_by_the_full_check(self):
+        """Ensures the full check refuses bad hugepage counts and CPU ids."""
+        for changes in ({'hugepages': {'2048': {'total': 1, 'free': 2}}},
+                        {'cpus': [-3]}):
+            data = seed_payload()
+            data['nodes'][1].update(changes)
+            exc = self.assertRaises(payload.Untrusted, payload.verify,
+                                    raw(data), 'compute1', None, 30, NOW,
+                                    full=True)
+            self.assertEqual(payload.INSANE, exc.code)
+
     def test_number_too_long_to_parse_refused(self):
+        """Ensures a number too long to parse is refused."""
         text = raw(seed_payload()).replace(b'"mem_free_mb":2769',
                                            b'"mem_free_mb":' + b'9' * 5000)
         self.assertRaises(payload.Untrusted, payload.verify, text,
                           'compute1', None, 30, NOW)
 
     def test_canonical_form_ignores_key_order(self):
+        """Ensures the signed form does not depend on key order."""
         data = seed_payload()
         shuffled = dict(reversed(list(copy.deepcopy(data).items())))
         self.assertEqual(payload.canonical(data), payload.canonical(shuffled))

@@ -155,7 +155,7 @@ class NUMACellFitFilter(filters.BaseHostFilter):
             the verdict: PASS, or a rejection naming why.
         """
         if per_node:
-            if not host.cells or host.cells[0].live_free_mb is not None:
+            if not host.cells or host.live_free is not None:
                 return None
             reason = 'live data has nodes %s, nova has cells %s' % (
                 sorted(per_node), [c.id for c in host.cells])

@@ -82,6 +82,7 @@ class CommandLineTest(AgentTestCase):
         self.assertNotIn('signature', data)
 
     def test_help_is_man_style(self):
+        """Ensures --help reads like a man page."""
         exc = self.assertRaises(SystemExit, main.main, ['--help'])
         self.assertEqual(0, exc.code)
         text = self.stdout.getvalue()
@@ -98,15 +99,45 @@ class CommandLineTest(AgentTestCase):
                                        conf, '--sysfs-root', self.root]))
         data = self.printed()
         self.assertEqual('cn-17', data['host'])
-        payload.verify(json.dumps(data), 'cn-17', 's3cret', 30, time.time())
+        payload.verify(self.stdout.getvalue(), 'cn-17',
+                       payload.host_key('s3cret', 'cn-17'), 30, time.time())
+
+    def test_host_signing_key_signs_for_this_host_only(self):
+        """Ensures the host's own key signs; the secret need not be there."""
+        host_key = payload.host_key('s3cret', 'cn-17')
+        conf = self.write_conf('[DEFAULT]\nhost = cn-17\n'
+                               '[numa_guard_agent]\nhost_signing_key = %s\n'
+                               % host_key)
+        self.assertEqual(0, main.main(['--once', '--print', '--config-file',
+                                       conf, '--sysfs-root', self.root]))
+        printed = self.stdout.getvalue()
+        payload.verify(printed, 'cn-17', host_key, 30, time.time())
+        exc = self.assertRaises(
+            payload.Untrusted, payload.verify,
+            printed.replace('"cn-17"', '"cn-18"'), 'cn-18',
+            payload.host_key('s3cret', 'cn-18'), 30, time.time())
+        self.assertEqual(payload.BAD_SIGNATURE, exc.code)
+
+    def test_print_host_key(self):
+        """Ensures --print-host-key prints the derived key of --host."""
+        conf = self.write_conf('[numa_guard]\npayload_signing_key = s3cret\n')
+        self.assertEqual(0, main.main(['--print-host-key', '--host', 'cn-17',
+                                       '--config-file', conf]))
+        self.assertEqual(payload.host_key('s3cret', 'cn-17') + '\n',
+                         self.stdout.getvalue())
+        self.assertEqual(2, main.main(['--print-host-key', '--host', 'x']))
+        self.assertIn('needs [numa_guard] payload_signing_key',
+                      self.stderr.getvalue())
 
     def test_host_flag_overrides_nova_conf(self):
+        """Ensures --host wins over [DEFAULT] host."""
         conf = self.write_conf('[DEFAULT]\nhost = cn-17\n')
         main.main(['--once', '--print', '--config-file', conf, '--host',
                    'other', '--sysfs-root', self.root])
         self.assertEqual('other', self.printed()['host'])
 
     def test_sysfs_root_from_config(self):
+        """Ensures [numa_guard_agent] sysfs_root is where sysfs is read."""
         conf = self.write_conf('[numa_guard_agent]\nsysfs_root = %s\n' %
                                self.root)
         main.main(['--once', '--print', '--config-file', conf, '--host', 'h'])
@@ -123,15 +154,43 @@ class CommandLineTest(AgentTestCase):
         self.assertIn('cannot list NUMA nodes', error)
 
     def test_missing_config_file_exits_2(self):
+        """Ensures a missing --config-file is a start-up error."""
         self.assertEqual(2, main.main(['--once', '--config-file',
                                        '/nonexistent/nova.conf']))
         self.assertIn('/nonexistent/nova.conf', self.stderr.getvalue())
 
     def test_bad_config_value_exits_2(self):
+        """Ensures a bad option value is a one-line error, exit 2."""
         conf = self.write_conf('[numa_guard_agent]\ninterval = often\n')
         self.assertEqual(2, main.main(['--print', '--config-file', conf]))
         self.assertEqual(1, len(self.stderr.getvalue().splitlines()))
         self.assertIn('interval', self.stderr.getvalue())
+
+    def test_unpickling_backend_exits_2(self):
+        """Ensures a memcached backend that unpickles is refused at start."""
+        conf = self.write_conf('[cache]\nenabled = True\nbackend = '
+                               'oslo_cache.memcache_pool\n')
+        self.assertEqual(2, main.main(['--once', '--config-file', conf,
+                                       '--sysfs-root', self.root]))
+        error = self.stderr.getvalue()
+        self.assertEqual(1, len(error.splitlines()))
+        self.assertIn('oslo_cache.memcache_pool cannot hold live memory '
+                      'payloads', error)
+
+    def test_missing_backend_library_exits_2(self):
+        """Ensures a backend whose library is missing is a one-line error."""
+        conf = self.write_conf('[cache]\nenabled = True\nbackend = '
+                               'dogpile.cache.redis\n')
+        self.useFixture(fixtures.MockPatch(
+            'nova_numa_guard.sources.cache.cache_core.'
+            'configure_cache_region',
+            side_effect=ImportError("No module named 'redis'")))
+        self.assertEqual(2, main.main(['--once', '--config-file', conf,
+                                       '--sysfs-root', self.root]))
+        error = self.stderr.getvalue()
+        self.assertEqual(1, len(error.splitlines()))
+        self.assertIn("needs a library that is not installed: No module "
+                      "named 'redis'", error)
 
     def test_publishing_without_a_cache_exits_2(self):
         """Ensures [cache] must be enabled unless --print is given."""
@@ -212,6 +271,7 @@ class PublishTest(AgentTestCase):
         self.assertEqual(1, stop.waits[5])
 
     def test_sysfs_problems_logged_once_per_change(self):
+        """Ensures sysfs problems are logged once per change of state."""
         agent = self.agent()
         cpulist = os.path.join(self.root, 'devices', 'system', 'node',
                                'node1', 'cpulist')

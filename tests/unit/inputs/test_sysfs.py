@@ -20,7 +20,9 @@ from hypothesis import strategies as st
 import testtools
 
 from nova_numa_guard.inputs import InputError
+from nova_numa_guard.inputs import numastat
 from nova_numa_guard.inputs import sysfs
+from nova_numa_guard import payload
 from tests import fake_sysfs
 
 PROPERTY = hypothesis.settings(max_examples=200, deadline=None,
@@ -51,10 +53,25 @@ class SeedTreeTest(SysfsTestCase):
         self.assertEqual([10501, 2769], [n.mb('MemFree') for n in nodes])
         self.assertEqual([64328, 64510], [n.mb('MemTotal') for n in nodes])
         self.assertEqual([6115, 7584], [n.mb('FilePages') for n in nodes])
-        self.assertEqual([14286, 7854],
-                         [n.available_kb // 1024 for n in nodes])
+        self.assertEqual([14286, 7854], [n.available_mb for n in nodes])
+
+    def test_available_memory_is_the_numastat_figure(self):
+        """Ensures sysfs and numastat -m use one available-memory formula."""
+        self.write_seed()
+        calls = self.useFixture(fixtures.MockPatch(
+            'nova_numa_guard.payload.available_mb',
+            side_effect=payload.available_mb))
+        from_sysfs = {n.id: n.available_mb
+                      for n in sysfs.read_nodes(self.root)}
+        self.assertEqual(2, calls.mock.call_count)
+        from_numastat = numastat.load(os.path.join(
+            os.path.dirname(os.path.dirname(__file__)), 'data',
+            'seed-numastat.txt')).available_mb()
+        self.assertEqual(4, calls.mock.call_count)
+        self.assertEqual(from_numastat, from_sysfs)
 
     def test_seed_cpus_distances_hugepages(self):
+        """Ensures the seed's CPUs, distances and hugepages are read."""
         self.write_seed()
         node0, node1 = sysfs.read_nodes(self.root)
         self.assertEqual([0, 1, 2, 3, 4, 5, 12, 13, 14, 15, 16, 17],
@@ -80,6 +97,7 @@ class SeedTreeTest(SysfsTestCase):
         self.assertEqual(0, by_address['0000:03:00.0'].numa_node)
 
     def test_unknown_device_node_is_none(self):
+        """Ensures a device on node -1 has no node."""
         fake_sysfs.write_tree(self.root, fake_sysfs.seed_nodes(), [
             {'address': '0000:05:00.0', 'numa_node': -1,
              'class': '0x020000', 'vendor': '0x15b3', 'device': '0x1017'}])
@@ -87,6 +105,7 @@ class SeedTreeTest(SysfsTestCase):
         self.assertIsNone(devices[0].numa_node)
 
     def test_hugepages_counted(self):
+        """Ensures hugepage pools are read as (total, free)."""
         nodes = fake_sysfs.seed_nodes()
         nodes[1]['hugepages'] = {1048576: (16, 4)}
         fake_sysfs.write_tree(self.root, nodes)
@@ -94,6 +113,7 @@ class SeedTreeTest(SysfsTestCase):
                          sysfs.read_nodes(self.root)[1].hugepages)
 
     def test_memory_only_node_has_no_cpus(self):
+        """Ensures a memory-only node reads with no CPUs."""
         nodes = fake_sysfs.seed_nodes()
         nodes[1]['cpulist'] = ''
         fake_sysfs.write_tree(self.root, nodes)
@@ -114,6 +134,7 @@ class BadTreeTest(SysfsTestCase):
                                 sysfs.read_nodes, self.root)
 
     def test_missing_meminfo_names_the_file(self):
+        """Ensures a missing meminfo is an error naming the file."""
         nodes = fake_sysfs.seed_nodes()
         nodes[1]['meminfo'] = None
         fake_sysfs.write_tree(self.root, nodes)
@@ -141,6 +162,7 @@ class BadTreeTest(SysfsTestCase):
                                 sysfs.parse_meminfo, '', 'm', 0)
 
     def test_non_numeric_meminfo(self):
+        """Ensures a non-numeric meminfo value is refused."""
         self.assert_input_error('not a whole number', sysfs.parse_meminfo,
                                 'Node 0 MemTotal: 12x kB\n'
                                 'Node 0 MemFree: 1 kB\n', 'm', 0)
@@ -149,20 +171,24 @@ class BadTreeTest(SysfsTestCase):
                                 'Node 0 MemFree: 1 kB\n', 'm', 0)
 
     def test_huge_meminfo_value(self):
+        """Ensures an implausibly large meminfo value is refused."""
         self.assert_input_error('implausibly large', sysfs.parse_meminfo,
                                 'Node 0 MemTotal: %d kB\n' % (2 ** 60),
                                 'm', 0)
 
     def test_free_above_total(self):
+        """Ensures MemFree above MemTotal is refused."""
         self.assert_input_error('more than MemTotal', sysfs.parse_meminfo,
                                 'Node 0 MemTotal: 10 kB\n'
                                 'Node 0 MemFree: 11 kB\n', 'm', 0)
 
     def test_other_nodes_lines(self):
+        """Ensures lines about another node are refused."""
         self.assert_input_error('about node 1', sysfs.parse_meminfo,
                                 'Node 1 MemTotal: 10 kB\n', 'm', 0)
 
     def test_bad_cpulist_and_distance(self):
+        """Ensures bad cpulist and distance text is refused."""
         self.assert_input_error('bad CPU', sysfs.parse_cpulist, '0-a', 'c')
         self.assert_input_error('bad CPU range', sysfs.parse_cpulist, '5-2',
                                 'c')
@@ -193,6 +219,7 @@ class BadTreeTest(SysfsTestCase):
         self.assertEqual(sorted(set(cpus)), cpus)
 
     def test_bad_hugepage_counts(self):
+        """Ensures more free than total hugepages is refused."""
         nodes = fake_sysfs.seed_nodes()
         nodes[0]['hugepages'] = {2048: (4, 8)}
         fake_sysfs.write_tree(self.root, nodes)
@@ -200,6 +227,7 @@ class BadTreeTest(SysfsTestCase):
                                 self.root)
 
     def test_binary_file(self):
+        """Ensures a binary meminfo is refused, not decoded."""
         nodes = fake_sysfs.seed_nodes()
         fake_sysfs.write_tree(self.root, nodes)
         with open(self.node_file(0, 'meminfo'), 'wb') as handle:
@@ -207,6 +235,7 @@ class BadTreeTest(SysfsTestCase):
         self.assert_input_error('not ASCII', sysfs.read_nodes, self.root)
 
     def test_unreadable_device_reported_not_raised(self):
+        """Ensures a bad device file is reported, not raised."""
         fake_sysfs.write_tree(self.root, fake_sysfs.seed_nodes(), [
             {'address': '0000:05:00.0', 'numa_node': 'x',
              'class': '0x020000', 'vendor': '0x15b3', 'device': '0x1017'},
@@ -230,6 +259,7 @@ class BadTreeTest(SysfsTestCase):
     @PROPERTY
     @hypothesis.given(st.text(alphabet='0123456789-,^ x\n', max_size=40))
     def test_cpulist_parser_never_raises_anything_else(self, text):
+        """Ensures the cpulist parser raises only InputError."""
         try:
             cpus = sysfs.parse_cpulist(text, 'cpulist')
         except InputError:
@@ -252,8 +282,7 @@ class ReadHostTest(SysfsTestCase):
         self.assertEqual([64328, 64510],
                          [c.small_page_mb for c in host.cells])
         # MemFree + Inactive(file) + SReclaimable, capped at MemTotal.
-        self.assertEqual([14286, 7854],
-                         [c.live_free_mb for c in host.cells])
+        self.assertEqual({0: 14286, 1: 7854}, host.live_free)
         self.assertEqual({0: 10, 1: 21}, cell0.distances)
         self.assertEqual({0: 21, 1: 10}, cell1.distances)
         self.assertEqual({2048: (0, 0), 1048576: (0, 0)}, cell0.hugepages)

@@ -82,12 +82,64 @@ class FileSourceTest(FileSourceTestCase):
         self.assertIn('is not a directory', live.unavailable)
         self.assertEqual({}, live.missing)
 
+    def test_printed_signed_payload_is_trusted(self):
+        """Ensures a signed payload as --print writes it (newline) is used."""
+        self.flags(payload_signing_key='k3y')
+        data = base.seed_payload('compute1',
+                                 key=payload.host_key('k3y', 'compute1'))
+        self.write('compute1', raw=payload.encode(data) + b'\n')
+        live = sources.load('file').live_free_mb(['compute1'])
+        self.assertEqual({0: 10501, 1: 2769}, live['compute1'])
+
+    def test_same_bad_bytes_are_checked_once(self):
+        """Ensures a refused file is not parsed again while unchanged."""
+        source = sources.load('file')
+        self.write('compute1', raw=b'[1, 2, 3]')
+        verify = self.useFixture(fixtures.MockPatch(
+            'nova_numa_guard.payload.verify', side_effect=payload.verify))
+        loads = self.useFixture(fixtures.MockPatch(
+            'nova_numa_guard.payload._DECODER.decode',
+            side_effect=payload._DECODER.decode))
+        for _ in range(3):
+            live = source.live_free_mb(['compute1'])
+            self.assertIn('schema mismatch', live.missing['compute1'])
+        self.assertEqual((1, 1), (verify.mock.call_count,
+                                  loads.mock.call_count))
+
+    def test_same_large_bad_bytes_are_checked_once(self):
+        """Ensures a large refused file is remembered by a digest."""
+        source = sources.load('file')
+        self.write('compute1', raw=b' ' * 100000 + b'x')
+        verify = self.useFixture(fixtures.MockPatch(
+            'nova_numa_guard.payload.verify', side_effect=payload.verify))
+        for _ in range(3):
+            live = source.live_free_mb(['compute1'])
+            self.assertIn('not JSON', live.missing['compute1'])
+        self.assertEqual(1, verify.mock.call_count)
+        self.assertIsInstance(source._verified['compute1'][0], tuple)
+        self.write('compute1', raw=b' ' * 100000 + b'y')
+        source.live_free_mb(['compute1'])
+        self.assertEqual(2, verify.mock.call_count)
+
+    def test_future_payload_is_trusted_once_its_time_comes(self):
+        """Ensures the time rules are checked at every use, not memoised."""
+        source = sources.load('file')
+        self.write('compute1', base.seed_payload(
+            'compute1', timestamp=time.time() + 60))
+        self.assertIn('in the future', source.live_free_mb(
+            ['compute1']).missing['compute1'])
+        self.useFixture(fixtures.MockPatch('time.time',
+                                           return_value=time.time() + 60))
+        self.assertIn('compute1', source.live_free_mb(['compute1']))
+
     def test_unknown_source_fails_at_start(self):
+        """Ensures an unknown memory source name stops the scheduler."""
         exc = self.assertRaises(sources.UnknownMemorySource, sources.load,
                                 'memcache')
         self.assertIn('accounted, cache, file', str(exc))
 
     def test_accounted_source_has_no_live_data(self):
+        """Ensures the accounted source never supplies live data."""
         self.assertFalse(accounted.AccountedSource.live)
         self.assertEqual({}, accounted.AccountedSource().live_free_mb(['h']))
 
@@ -105,6 +157,7 @@ class FilterWithLiveDataTest(FileSourceTestCase):
                       'cell 1 2769 MB', self.log.output)
 
     def test_live_data_minus_the_reserve(self):
+        """Ensures the per-node reserve comes off the live figures."""
         hosts = self.host_states(1)
         self.write('compute0', base.seed_payload(
             'compute0', free={0: 17000, 1: 2769}))
@@ -113,6 +166,7 @@ class FilterWithLiveDataTest(FileSourceTestCase):
         self.assertEqual([], self.run_filter(hosts))
 
     def test_live_data_that_fits(self):
+        """Ensures a guest that fits the live free memory passes."""
         hosts = self.host_states(1)
         self.write('compute0')
         self.assertEqual(['compute0'], self.run_filter(hosts, 8192))
@@ -162,6 +216,7 @@ class FilterWithLiveDataTest(FileSourceTestCase):
             self.host_states(1), filter_obj=filter_obj))
 
     def test_dry_run_keeps_hosts(self):
+        """Ensures dry run logs a live rejection but keeps the host."""
         self.flags(dry_run=True)
         self.write('compute0')
         self.assertEqual(['compute0'], self.run_filter(self.host_states(1)))
@@ -209,19 +264,76 @@ class NUMAGuestLiveCheckTest(FileSourceTestCase):
                 16384, pagesize=2048)))
 
     def test_numa_guest_without_live_data_passes(self):
+        """Ensures a NUMA guest passes a host without live data."""
         self.assertEqual(['compute0'], self.run_filter(
             self.host_states(1), numa_topology=numa_request(16384)))
 
     def test_accounted_source_leaves_numa_guests_alone(self):
+        """Ensures the accounted source does not check NUMA guests."""
         self.flags(memory_source='accounted')
         self.write('compute0')
         self.assertEqual(['compute0'], self.run_filter(
             self.host_states(1), numa_topology=numa_request(16384)))
 
 
+class MultiCreateWithLiveDataTest(FileSourceTestCase):
+    """The instances of one request placed one after the other."""
+
+    def place(self, host_state, memory_mb, cell_id=None):
+        """Account one instance on the host, as nova's consume does."""
+        host_state.free_ram_mb -= memory_mb
+        if cell_id is not None:
+            numa = host_state.numa_topology.obj_clone()
+            numa.cells[cell_id].memory_usage += memory_mb
+            host_state.numa_topology = numa
+
+    def test_non_numa_instances_fill_the_live_free_memory(self):
+        """Ensures earlier instances of the request count against live data.
+
+        Cell 0 has 10501 MB live free: two 5000 MB guests fit, a third does
+        not, whatever nova's accounting says.
+        """
+        self.write('compute0')
+        filter_obj = base.numa_cell_fit.NUMACellFitFilter()
+        host_state = self.host_states(1)[0]
+        spec = base.fakes.request_spec(5000, 2)
+        passed = []
+        for _ in range(3):
+            passed.append(bool(list(filter_obj.filter_all([host_state],
+                                                          spec))))
+            self.place(host_state, 5000)
+        self.assertEqual([True, True, False], passed)
+        self.assertIn('after 2 earlier instance(s) of this request; live '
+                      'free before them: cell 0 10501 MB, cell 1 2769 MB',
+                      self.log.output)
+
+    def test_numa_instances_fill_the_live_available_memory(self):
+        """Ensures NUMA instances placed earlier count on their cells.
+
+        Live available: cell 0 14286 MB, cell 1 7854 MB. Two 7000 MB
+        hw:numa_nodes=1 guests fit on cell 0 and one on cell 1; nova puts
+        them on cell 0, then cell 0, then the fourth finds no room.
+        """
+        self.write('compute0')
+        filter_obj = base.numa_cell_fit.NUMACellFitFilter()
+        host_state = self.host_states(1)[0]
+        spec = base.fakes.request_spec(7000, 2,
+                                       numa_topology=numa_request(7000))
+        passed = []
+        for cell_id in (0, 0, 1, 1):
+            passed.append(bool(list(filter_obj.filter_all([host_state],
+                                                          spec))))
+            self.place(host_state, 7000, cell_id)
+        self.assertEqual([True, True, True, False], passed)
+        self.assertIn('NUMA guest needs 7000 MB on 1 distinct cells; live '
+                      'available after the reserve and earlier instances: '
+                      'cell 0 286 MB, cell 1 854 MB', self.log.output)
+
+
 class LiveDataTest(base.LiveSourceTestCase):
 
     def test_live_data_is_a_dict(self):
+        """Ensures LiveData is a dict with missing and unavailable."""
         live = sources_base.LiveData({'h': {0: 1}}, missing={'g': 'why'})
         self.assertEqual({'h': {0: 1}}, live)
         self.assertEqual({'g': 'why'}, live.missing)

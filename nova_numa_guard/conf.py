@@ -99,20 +99,21 @@ numa_guard_opts = [
 Where NUMACellFitFilter takes each host's per-cell free memory from.
 
 The source is loaded from the ``nova_numa_guard.memory_sources`` entry point
-namespace when the scheduler starts; an unknown name stops nova-scheduler with
-an error.
+namespace when the scheduler starts; an unknown name stops nova-scheduler
+with an error.
 
 Possible values:
 
-* ``accounted``: only what nova already knows: each cell's capacity minus the
-  memory of NUMA guests nova placed on it, minus an estimate of the memory used
-  by guests without a NUMA topology (see ``non_numa_memory_estimate``). Needs
-  no agent and no service.
-* ``cache``: live per-node memory that ``nova-numa-guard-agent`` publishes on
-  every compute host through oslo.cache (the ``[cache]`` section: memcached or
-  redis). All candidate hosts of a request are fetched in one batch; hosts
-  without trusted, fresh data are handled per ``on_missing_live_data``; when
-  the cache cannot be reached every host is judged on accounted data.
+* ``accounted``: only what nova already knows: each cell's capacity minus
+  the memory of NUMA guests nova placed on it, minus an estimate of the
+  memory used by guests without a NUMA topology (see
+  ``non_numa_memory_estimate``). Needs no agent and no service.
+* ``cache``: live per-node memory that ``nova-numa-guard-agent`` publishes
+  on every compute host through oslo.cache (the ``[cache]`` section:
+  memcached or redis). All candidate hosts of a request are fetched in one
+  batch; hosts without trusted, fresh data are handled per
+  ``on_missing_live_data``; when the cache cannot be reached every host is
+  judged on accounted data.
 * ``file``: the same payloads read from ``<live_data_path>/<host>.json`` at
   every request (as ``nova-numa-guard-agent --once --print`` writes them):
   for simulation, tests and deployments without a shared cache.
@@ -133,8 +134,12 @@ Related options:
 Memory in MB kept free on each host NUMA node for the host itself.
 
 Nova's ``[DEFAULT] reserved_host_memory_mb`` is host-wide; the kernel, QEMU
-overhead and host services also use memory per node. This reserve is taken off
-each cell's capacity before a guest is fitted into it.
+overhead and host services also use memory per node. This reserve is taken
+off each cell's capacity before a guest is fitted into it, and off each
+cell's live free memory when a live memory source has data for the host.
+With accounted memory, ``[DEFAULT] reserved_host_memory_mb`` also counts, as
+part of the host-wide usage that ``non_numa_memory_estimate`` charges to the
+cells.
 
 This setting only affects scheduling if ``NUMACellFitFilter`` is enabled.
 
@@ -149,6 +154,7 @@ A malformed value stops nova-scheduler at start with an error.
 Related options:
 
 * ``[DEFAULT] reserved_host_memory_mb``
+* ``[numa_guard] non_numa_memory_estimate``
 """),
     cfg.BoolOpt('cpu_fit',
         default=True,
@@ -165,6 +171,10 @@ Possible values:
 
 * True: check memory and vCPUs per cell.
 * False: check memory only.
+
+Related options:
+
+* ``[numa_guard] reserved_node_memory_mb``
 """),
     cfg.BoolOpt('dry_run',
         default=False,
@@ -176,6 +186,15 @@ logged at DEBUG with the numbers compared, and each request that would have
 lost hosts gets one INFO line.
 
 This setting only affects scheduling if ``NUMACellFitFilter`` is enabled.
+
+Possible values:
+
+* True: log the hosts that would be removed; remove none.
+* False: remove them.
+
+Related options:
+
+* ``[filter_scheduler] enabled_filters``
 """),
     cfg.StrOpt('non_numa_memory_estimate',
         default='spread',
@@ -192,17 +211,20 @@ How accounted free memory estimates what guests without a NUMA topology use.
 
 Nova accounts per cell only for guests that have a NUMA topology. Everything
 else (guests without ``hw:numa_nodes``, plus ``[DEFAULT]
-reserved_host_memory_mb``) is known only host-wide, as the host's used memory
-minus the memory of its NUMA guests. This option says how that amount is
-charged to the cells when a live memory source has no data for the host. The
-estimate uses the host's ``ram_allocation_ratio``, as nova's own per-cell check
-does.
+reserved_host_memory_mb``) is known only host-wide, as the host's used
+memory minus the memory of its NUMA guests. This option says how that amount
+is charged to the cells when a live memory source has no data for the host.
+The estimate uses the host's ``ram_allocation_ratio``, as nova's own
+per-cell check does, so with overcommit a cell's estimated free memory can
+exceed its size; whether a guest can be local at all is always judged on the
+physical size.
 
 This setting only affects scheduling if ``NUMACellFitFilter`` is enabled.
 
 Related options:
 
 * ``[numa_guard] memory_source``
+* ``[numa_guard] reserved_node_memory_mb``
 """),
     cfg.StrOpt(
         'live_data_path',
@@ -210,10 +232,10 @@ Related options:
         help="""
 Directory of live memory payloads for the ``file`` memory source.
 
-The ``file`` source reads ``<live_data_path>/<host>.json`` for every candidate
-host at every scheduling request, where ``<host>`` is nova's compute ``host``
-name. Each file holds one payload as ``nova-numa-guard-agent --once --print``
-prints it.
+The ``file`` source reads ``<live_data_path>/<host>.json`` for every
+candidate host at every scheduling request, where ``<host>`` is nova's
+compute ``host`` name. Each file holds one payload as
+``nova-numa-guard-agent --once --print`` prints it.
 
 This setting only affects scheduling if ``[numa_guard] memory_source`` is
 ``file``.
@@ -327,11 +349,11 @@ timeout of its own; the redis backends use ``[cache] socket_timeout``.
 The live memory store supports ``[cache] backend`` =
 ``dogpile.cache.pymemcache`` (memcached) and the redis backends
 (``dogpile.cache.redis``, ``dogpile.cache.redis_sentinel``), which move
-payloads as raw bytes. Other memcached backends (``oslo_cache.memcache_pool``,
-``dogpile.cache.memcached``, ``dogpile.cache.pylibmc``,
-``dogpile.cache.bmemcached``) unpickle what they read, so a value planted in
-the cache could run code in nova-scheduler: with them, nova-scheduler and the
-agent refuse to start.
+payloads as raw bytes. Other memcached backends
+(``oslo_cache.memcache_pool``, ``dogpile.cache.memcached``,
+``dogpile.cache.pylibmc``, ``dogpile.cache.bmemcached``) unpickle what they
+read, so a value planted in the cache could run code in nova-scheduler: with
+them, nova-scheduler and the agent refuse to start.
 
 Possible values:
 
@@ -353,9 +375,9 @@ Scheduling requests that follow each other within this time (the instances
 of a multi-create, a burst of boots) are served from memory without a round
 trip to the cache. The age of every payload is still checked against
 ``max_data_age`` at every use. A payload the agent publishes reaches the
-scheduler up to ``[numa_guard_agent] interval`` plus this time after the agent
-read it: keep ``live_data_memo_seconds + [numa_guard_agent] interval`` well
-below ``max_data_age``.
+scheduler up to ``[numa_guard_agent] interval`` plus this time after the
+agent read it: keep ``live_data_memo_seconds + [numa_guard_agent] interval``
+well below ``max_data_age``.
 
 This setting only affects scheduling if ``[numa_guard] memory_source`` is
 ``cache``.

@@ -93,9 +93,11 @@ def capacity_mb(cell, reserve=NO_RESERVE):
 def _non_numa_share(host, estimate):
     """How the non-NUMA usage is charged: ``(per cell, per small-page MB)``.
 
-    The non-NUMA usage is :attr:`Host.non_numa_used_mb`. ``spread`` charges it
-    in proportion to the cells' small-page memory, ``worst_case`` all of it to
-    every cell, ``ignore`` not at all.
+    The non-NUMA usage is what nova counts as used host-wide (every guest and
+    ``[DEFAULT] reserved_host_memory_mb``) minus what the cells account to
+    NUMA guests. ``spread`` charges it in proportion to the cells'
+    small-page memory, ``worst_case`` all of it to every cell, ``ignore`` not
+    at all.
     """
     if estimate == ESTIMATE_IGNORE:
         return 0, 0
@@ -163,7 +165,8 @@ def judge(host, memory_mb, vcpus, reserve=NO_RESERVE, cpu_fit=True,
     slots = 0
     for cell in cells:
         cpus = cell.cpus
-        if not cpus or cell.small_page_mb <= 0:
+        if not cpus or cell.memory_mb <= 0:
+            # CPU-only or memory-only: never holds a whole guest.
             continue
         node_reserve = per_node.get(cell.id, default) if per_node else default
         cap = cell.small_page_mb - node_reserve
@@ -187,7 +190,8 @@ def judge(host, memory_mb, vcpus, reserve=NO_RESERVE, cpu_fit=True,
     if best is None:
         # No cell has both shared CPUs and memory: bad data, or a host for
         # pinned guests only, which placement already keeps guests without a
-        # NUMA topology off. Nothing to judge.
+        # NUMA topology off. Nothing to judge. (Cells whose memory is all in
+        # hugepages do count: they are rejected above.)
         return PASS
     return _static_failure(best, memory_mb, vcpus, cpu_fit)
 
@@ -200,8 +204,12 @@ def _static_failure(best, memory_mb, vcpus, cpu_fit):
             need = '%d MB and %d vCPUs' % (memory_mb, vcpus)
         else:
             need = '%d MB' % memory_mb
-        return ('needs %s in one cell; largest cell %d holds %d MB and %d '
-                'CPUs' % (need, cell_id, cap, ncpus))
+        reason = ('needs %s in one cell; largest cell %d holds %d MB and %d '
+                  'CPUs' % (need, cell_id, max(cap, 0), ncpus))
+        if cap <= 0:
+            reason += (' (its memory is in hugepages or reserved; guests '
+                       'without a page size use small pages)')
+        return reason
     return Verdict(False, STATIC, cap, ncpus, explain)
 
 

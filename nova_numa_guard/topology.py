@@ -118,15 +118,6 @@ class Host:
         self.ram_allocation_ratio = ram_allocation_ratio
         self.live_free = live_free
 
-    @property
-    def non_numa_used_mb(self):
-        """Memory used by guests without a NUMA topology and the host reserve.
-
-        Nova knows it only host-wide: used memory minus what its cells account
-        to NUMA guests.
-        """
-        return max(0, self.used_mb - sum(c.numa_used_mb for c in self.cells))
-
     def with_live_free(self, per_node):
         """A copy of the host carrying live memory per cell.
 

@@ -45,6 +45,11 @@ TOPOLOGIES = {
     'no_shared_cpus': [Cell(0, frozenset(), 64 * GB, pcpus=cpus(0, 12)),
                        Cell(1, frozenset(), 64 * GB, pcpus=cpus(12, 12))],
     'zero_memory': [Cell(0, cpus(0, 12), 0), Cell(1, cpus(12, 12), 0)],
+    # All memory in 1 GiB pages: nothing for guests without a page size.
+    'hugepages_only': [Cell(0, cpus(0, 12), 64 * GB, small_page_mb=0,
+                            hugepages={1048576: (64, 0)}),
+                       Cell(1, cpus(12, 12), 64 * GB, small_page_mb=0,
+                            hugepages={1048576: (64, 0)})],
 }
 
 # (topology, memory_mb, vcpus, options, expected kind: None = passes)
@@ -91,6 +96,8 @@ CASES = [
     ('hugepage_heavy', 20 * GB, 4, {}, fit.STATIC),
     ('no_shared_cpus', 8 * GB, 4, {}, None),
     ('zero_memory', 8 * GB, 4, {}, None),
+    ('hugepages_only', 4 * GB, 2, {}, fit.STATIC),
+    ('hugepages_only', 0, 2, {}, None),
 ]
 
 
@@ -116,6 +123,14 @@ class JudgeTableTest(testtools.TestCase):
         self.assertEqual('needs 70000 MB and 4 vCPUs in one cell; largest '
                          'cell 1 holds 64510 MB and 12 CPUs', verdict.reason)
         self.assertEqual((64510, 12), (verdict.best_mb, verdict.best_cpus))
+
+    def test_hugepage_only_cells_say_where_the_memory_is(self):
+        """Ensures a host with no small-page memory is rejected, saying why."""
+        verdict = fit.judge(fakes.host(TOPOLOGIES['hugepages_only']), 4096, 2)
+        self.assertEqual(
+            'needs 4096 MB and 2 vCPUs in one cell; largest cell 0 holds 0 MB '
+            'and 12 CPUs (its memory is in hugepages or reserved; guests '
+            'without a page size use small pages)', verdict.reason)
 
     def test_usage_reason_names_the_free_memory(self):
         """Ensures a usage rejection lists each fitting cell's free memory."""
@@ -269,13 +284,18 @@ class AccountedFreeTest(testtools.TestCase):
 
 def _cells(draw):
     count = draw(st.integers(0, 6))
+    ids = draw(st.lists(st.integers(0, 63), min_size=count, max_size=count,
+                        unique=True))
     cells = []
-    for i in range(count):
+    for i in ids:
         memory = draw(st.integers(0, 200000))
         small = draw(st.integers(0, memory))
+        small_used = draw(st.integers(0, small))
+        # NUMA guests on hugepages count in numa_used_mb, not in small pages.
+        numa_used = small_used + draw(st.integers(0, memory - small))
         cells.append(Cell(i, cpus(100 * i, draw(st.integers(0, 16))), memory,
-                          small_page_mb=small,
-                          small_page_used_mb=draw(st.integers(0, small))))
+                          small_page_mb=small, small_page_used_mb=small_used,
+                          numa_used_mb=numa_used))
     return cells
 
 
@@ -284,8 +304,11 @@ def hosts_and_requests(draw):
     cells = _cells(draw)
     host = fakes.host(cells, used_mb=draw(st.integers(0, 400000)),
                       ratio=draw(st.sampled_from([1.0, 1.5])))
+    if draw(st.booleans()):
+        host = host.with_live_free(
+            {c.id: draw(st.integers(-1000, 200000)) for c in cells})
     reserve = (draw(st.integers(0, 4096)),
-               draw(st.dictionaries(st.integers(0, 6), st.integers(0, 8192),
+               draw(st.dictionaries(st.integers(0, 63), st.integers(0, 8192),
                                     max_size=3)))
     return dict(host=host,
                 memory_mb=draw(st.integers(0, 250000)),
@@ -298,8 +321,11 @@ def hosts_and_requests(draw):
 
 
 def _expected_free(host, reserve, estimate):
-    """Accounted free memory, written out independently of fit.py."""
+    """Free memory per cell, written out from the documented rules."""
     default, per_node = reserve
+    if host.live_free is not None:
+        return {c.id: host.live_free[c.id] - per_node.get(c.id, default)
+                for c in host.cells}
     numa = sum(c.numa_used_mb for c in host.cells)
     non_numa = max(0, host.used_mb - numa)
     total = sum(c.small_page_mb for c in host.cells if c.small_page_mb > 0)
@@ -322,16 +348,17 @@ class JudgePropertyTest(testtools.TestCase):
         """Ensures the filter's invariant.
 
         A host with at most one cell, or with no cell that has both shared
-        CPUs and small-page memory (no judgement possible), passes. Otherwise
-        it passes exactly when the cells that are big enough (capacity >=
-        memory and, with cpu_fit, CPUs >= vCPUs) have, in estimated free
-        memory, room for the earlier instances of the request and this one,
-        each guest inside one cell.
+        CPUs and memory (no judgement possible), passes. Otherwise it passes
+        exactly when the cells with CPUs and memory that are big enough
+        (small-page capacity after the reserve >= memory and, with cpu_fit,
+        CPUs >= vCPUs) have, in free memory (live when the host has live
+        data, else the accounted estimate), room for the earlier instances
+        of the request and this one, each guest inside one cell.
         """
         host, mem, vcpus = case['host'], case['memory_mb'], case['vcpus']
         default, per_node = case['reserve']
         verdict = fit.judge(**case)
-        usable = [c for c in host.cells if c.cpus and c.small_page_mb > 0]
+        usable = [c for c in host.cells if c.cpus and c.memory_mb > 0]
         big_enough = [
             c for c in usable
             if c.small_page_mb - per_node.get(c.id, default) >= mem and
@@ -359,3 +386,27 @@ class JudgePropertyTest(testtools.TestCase):
         if fit.judge(**case).passes:
             case['memory_mb'] = smaller
             self.assertTrue(fit.judge(**case).passes)
+
+    @hypothesis.settings(max_examples=200, deadline=None, derandomize=True)
+    @hypothesis.given(hosts_and_requests(), st.integers(0, 100000),
+                      st.integers(0, 4096), st.integers(0, 3))
+    def test_more_usage_reserve_or_placed_never_helps(self, case, used,
+                                                      reserve, placed):
+        """Ensures a host that fails keeps failing when things get tighter.
+
+        More host-wide usage, a larger per-node reserve or more earlier
+        instances of the request never turn a rejection into a pass.
+        """
+        hypothesis.assume(not fit.judge(**case).passes)
+        host = case['host']
+        busier = fakes.host(host.cells, used_mb=host.used_mb + used,
+                            ratio=host.ram_allocation_ratio)
+        if host.live_free is not None:
+            busier = busier.with_live_free(host.live_free)
+        default, per_node = case['reserve']
+        tighter = (default + reserve,
+                   {node: mb + reserve for node, mb in per_node.items()})
+        for change in ({'host': busier}, {'reserve': tighter},
+                       {'placed': case['placed'] + placed}):
+            self.assertFalse(fit.judge(**dict(case, **change)).passes,
+                             change)

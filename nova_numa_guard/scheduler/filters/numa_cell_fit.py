@@ -111,8 +111,13 @@ class NUMACellFitFilter(filters.BaseHostFilter):
                 yield host_state
         if rejected and (self._dry_run or
                          len(rejected) == len(host_states)):
-            self._log_summary(instance_uuid, memory_mb, vcpus, host_states,
-                              rejected)
+            try:
+                self._log_summary(instance_uuid, memory_mb, vcpus,
+                                  host_states, rejected)
+            except Exception:
+                LOG.warning("NUMACellFitFilter could not summarise the "
+                            "request", instance_uuid=instance_uuid,
+                            exc_info=True)
 
     def _live_free(self, host_states):
         try:
@@ -250,11 +255,14 @@ class NUMACellFitFilter(filters.BaseHostFilter):
                    'a vNUMA topology' % (verdict.best_mb, host_state.host))
         else:
             verdict, host_state = max(static, key=_best_mb)
-            why = ('largest cell on any host is %d MB with %d CPUs (%s); '
+            why = ('largest cell on %s is %d MB with %d CPUs (%s); '
                    'give the flavor a vNUMA topology: nova-numa-guard '
                    'flavor-specs --vcpus %d --ram %d --cells %s' % (
+                       'any host' if len(rejected) == len(host_states)
+                       else 'those hosts',
                        verdict.best_mb, verdict.best_cpus, host_state.host,
-                       vcpus, memory_mb, _cells_arg(host_state)))
+                       vcpus, memory_mb,
+                       _cells_arg(host_state, self._reserve)))
         if self._dry_run:
             LOG.info("NUMACellFitFilter (dry run) would have removed "
                      "%(count)d of %(total)d hosts: the flavor needs "
@@ -295,8 +303,11 @@ def _best_mb(item):
     return item[0].best_mb
 
 
-def _cells_arg(host_state):
-    """The host's cells as ``--cells CPUS:MB,...`` for the vNUMA helper."""
+def _cells_arg(host_state, reserve):
+    """The host's cells as ``--cells CPUS:MB,...`` for the vNUMA helper.
+
+    MB is what the filter lets a guest use: small pages less the reserve.
+    """
     cells = host_view.get(host_state).host.cells
-    return ','.join('%d:%d' % (len(c.cpus), c.small_page_mb)
+    return ','.join('%d:%d' % (len(c.cpus), fit.capacity_mb(c, reserve))
                     for c in cells if c.holds_guests)

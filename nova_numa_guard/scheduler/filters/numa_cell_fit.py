@@ -99,14 +99,7 @@ class NUMACellFitFilter(filters.BaseHostFilter):
                 continue
             rejected.append((host_state, verdict))
             if debug:
-                LOG.debug("%(host)s, %(node)s fails NUMA cell fit%(dry)s: "
-                          "%(reason)s",
-                          {'host': host_state.host,
-                           'node': host_state.nodename,
-                           'dry': ' (dry run, not rejected)' if self._dry_run
-                           else '',
-                           'reason': verdict},
-                          instance_uuid=instance_uuid)
+                self._log_rejection(host_state, verdict, instance_uuid)
             if self._dry_run:
                 yield host_state
         if rejected and (self._dry_run or
@@ -118,6 +111,21 @@ class NUMACellFitFilter(filters.BaseHostFilter):
                 LOG.warning("NUMACellFitFilter could not summarise the "
                             "request", instance_uuid=instance_uuid,
                             exc_info=True)
+
+    def _log_rejection(self, host_state, verdict, instance_uuid):
+        LOG.debug("%(host)s, %(node)s fails NUMA cell fit%(dry)s: %(reason)s",
+                  {'host': host_state.host, 'node': host_state.nodename,
+                   'dry': ' (dry run, not rejected)' if self._dry_run else '',
+                   'reason': verdict},
+                  instance_uuid=instance_uuid)
+
+    @staticmethod
+    def _cannot_judge(host_state, instance_uuid):
+        LOG.warning("NUMACellFitFilter could not judge %(host)s, %(node)s; "
+                    "letting it pass",
+                    {'host': host_state.host, 'node': host_state.nodename},
+                    instance_uuid=instance_uuid, exc_info=True)
+        return fit.PASS
 
     def _live_free(self, host_states):
         try:
@@ -136,22 +144,25 @@ class NUMACellFitFilter(filters.BaseHostFilter):
             placed = 0
             if memory_mb > 0:
                 placed = int(round(view.placed_mb(host_state) / memory_mb))
-            per_node = live.get(host.name)
-            if per_node:
-                host = host.with_live_free(per_node)
-            fallback = self._without_live_data(live, host, per_node)
+            host, fallback = self._with_live(host, live.get(host.name), live)
             if fallback is not None:
                 return fallback
             return fit.judge(host, memory_mb, vcpus, reserve=self._reserve,
                              cpu_fit=self._cpu_fit, estimate=self._estimate,
                              placed=placed)
         except Exception:
-            LOG.warning("NUMACellFitFilter could not judge %(host)s, "
-                        "%(node)s; letting it pass",
-                        {'host': host_state.host,
-                         'node': host_state.nodename},
-                        instance_uuid=instance_uuid, exc_info=True)
-            return fit.PASS
+            return self._cannot_judge(host_state, instance_uuid)
+
+    def _with_live(self, host, per_node, live):
+        """The host with its live figures, and the verdict without them.
+
+        :returns: ``(host, None)`` to judge the host (with live data, or on
+            accounted data), or ``(host, verdict)`` when
+            ``on_missing_live_data`` decides for a host without trusted data.
+        """
+        if per_node:
+            host = host.with_live_free(per_node)
+        return host, self._without_live_data(live, host, per_node)
 
     def _without_live_data(self, live, host, per_node):
         """Apply ``on_missing_live_data`` to a host without trusted data.
@@ -199,12 +210,7 @@ class NUMACellFitFilter(filters.BaseHostFilter):
                 passed += 1
                 yield host_state
                 continue
-            LOG.debug("%(host)s, %(node)s fails NUMA cell fit%(dry)s: "
-                      "%(reason)s",
-                      {'host': host_state.host, 'node': host_state.nodename,
-                       'dry': ' (dry run, not rejected)' if self._dry_run
-                       else '', 'reason': verdict},
-                      instance_uuid=instance_uuid)
+            self._log_rejection(host_state, verdict, instance_uuid)
             if self._dry_run:
                 yield host_state
         if host_states and not passed:
@@ -221,10 +227,8 @@ class NUMACellFitFilter(filters.BaseHostFilter):
         try:
             view = host_view.get(host_state)
             host = view.host
-            per_node = getattr(live, 'available', {}).get(host.name)
-            if per_node:
-                host = host.with_live_free(per_node)
-            fallback = self._without_live_data(live, host, per_node)
+            host, fallback = self._with_live(
+                host, getattr(live, 'available', {}).get(host.name), live)
             if fallback is not None:
                 return fallback
             placed = None
@@ -232,12 +236,7 @@ class NUMACellFitFilter(filters.BaseHostFilter):
                 placed = _numa_placed_mb(view, host_state)
             return fit.judge_numa_live(host, need, self._reserve, placed)
         except Exception:
-            LOG.warning("NUMACellFitFilter could not judge %(host)s, "
-                        "%(node)s; letting it pass",
-                        {'host': host_state.host,
-                         'node': host_state.nodename},
-                        instance_uuid=instance_uuid, exc_info=True)
-            return fit.PASS
+            return self._cannot_judge(host_state, instance_uuid)
 
     def _log_summary(self, instance_uuid, memory_mb, vcpus, host_states,
                      rejected):

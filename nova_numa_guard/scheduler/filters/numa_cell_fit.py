@@ -90,23 +90,29 @@ class NUMACellFitFilter(filters.BaseHostFilter):
         instance_uuid = spec_obj.instance_uuid
         live = self._live_free(host_states)
         debug = LOG.isEnabledFor(logging.DEBUG)
-        rejected = []
+        # Only counts and the best rejection of each kind are kept: holding
+        # every verdict would let thousands of objects survive into the
+        # garbage collector's oldest generation on large requests.
+        rejected = 0
+        best = {}
         for host_state in host_states:
             verdict = self._judge(host_state, instance_uuid, memory_mb, vcpus,
                                   live)
             if verdict.passes:
                 yield host_state
                 continue
-            rejected.append((host_state, verdict))
+            rejected += 1
+            kept = best.get(verdict.kind)
+            if kept is None or (verdict.best_mb or 0) > (kept[1].best_mb or 0):
+                best[verdict.kind] = (host_state, verdict)
             if debug:
                 self._log_rejection(host_state, verdict, instance_uuid)
             if self._dry_run:
                 yield host_state
-        if rejected and (self._dry_run or
-                         len(rejected) == len(host_states)):
+        if rejected and (self._dry_run or rejected == len(host_states)):
             try:
                 self._log_summary(instance_uuid, memory_mb, vcpus,
-                                  host_states, rejected)
+                                  len(host_states), rejected, best)
             except Exception:
                 LOG.warning("NUMACellFitFilter could not summarise the "
                             "request", instance_uuid=instance_uuid,
@@ -238,41 +244,43 @@ class NUMACellFitFilter(filters.BaseHostFilter):
         except Exception:
             return self._cannot_judge(host_state, instance_uuid)
 
-    def _log_summary(self, instance_uuid, memory_mb, vcpus, host_states,
-                     rejected):
-        static = [(v, hs) for hs, v in rejected if v.kind == fit.STATIC]
-        usage = [(v, hs) for hs, v in rejected if v.kind == fit.USAGE]
+    def _log_summary(self, instance_uuid, memory_mb, vcpus, total, rejected,
+                     best):
+        """One INFO line for a request that lost every host (or would have).
+
+        :param best: ``{verdict kind: (host_state, verdict)}``, the rejection
+            of each kind with the largest ``best_mb``.
+        """
         need = '%d MB and %d vCPUs' % (memory_mb, vcpus)
-        if not usage and not static:
-            why = ('no host has trusted live memory data and [numa_guard] '
-                   'on_missing_live_data = reject; check '
-                   'nova-numa-guard-agent and the memory source')
-        elif usage:
-            verdict, host_state = max(usage, key=_best_mb)
+        if fit.USAGE in best:
+            host_state, verdict = best[fit.USAGE]
             why = ('largest free memory of a cell that is big enough is '
                    '%d MB (%s); free memory on a host or give the flavor '
                    'a vNUMA topology' % (verdict.best_mb, host_state.host))
-        else:
-            verdict, host_state = max(static, key=_best_mb)
+        elif fit.STATIC in best:
+            host_state, verdict = best[fit.STATIC]
             why = ('largest cell on %s is %d MB with %d CPUs (%s); '
                    'give the flavor a vNUMA topology: nova-numa-guard '
                    'flavor-specs --vcpus %d --ram %d --cells %s' % (
-                       'any host' if len(rejected) == len(host_states)
-                       else 'those hosts',
+                       'any host' if rejected == total else 'those hosts',
                        verdict.best_mb, verdict.best_cpus, host_state.host,
                        vcpus, memory_mb,
                        _cells_arg(host_state, self._reserve)))
+        else:
+            why = ('no host has trusted live memory data and [numa_guard] '
+                   'on_missing_live_data = reject; check '
+                   'nova-numa-guard-agent and the memory source')
         if self._dry_run:
             LOG.info("NUMACellFitFilter (dry run) would have removed "
                      "%(count)d of %(total)d hosts: the flavor needs "
                      "%(need)s in one NUMA cell; %(why)s",
-                     {'count': len(rejected), 'total': len(host_states),
+                     {'count': rejected, 'total': total,
                       'need': need, 'why': why},
                      instance_uuid=instance_uuid)
         else:
             LOG.info("NUMACellFitFilter removed all %(count)d hosts: the "
                      "flavor needs %(need)s in one NUMA cell; %(why)s",
-                     {'count': len(rejected), 'need': need, 'why': why},
+                     {'count': rejected, 'need': need, 'why': why},
                      instance_uuid=instance_uuid)
 
 
@@ -296,10 +304,6 @@ def _numa_placed_mb(view, host_state):
     return {cell.id: cell.memory_usage - before[cell.id]
             for cell in numa.cells
             if cell.memory_usage > before.get(cell.id, cell.memory_usage)}
-
-
-def _best_mb(item):
-    return item[0].best_mb
 
 
 def _cells_arg(host_state, reserve):

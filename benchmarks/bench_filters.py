@@ -37,6 +37,7 @@ import nova.conf
 from nova import objects
 from nova.scheduler.filters import compute_filter
 from nova.scheduler.filters import numa_topology_filter
+from nova.scheduler import host_manager
 
 from nova_numa_guard import host_view
 from nova_numa_guard import nova_hosts
@@ -86,6 +87,23 @@ def request(memory_mb, vcpus, extra_specs=None):
         scheduler_hints={})
 
 
+def fresh_copies(hosts):
+    """The HostStates of a new request, as nova builds them every time.
+
+    Copies without the guard's per-request view, with a service record that
+    was heard from just now (a long benchmark must not let ComputeFilter
+    find the services down).
+    """
+    fresh = []
+    for host in hosts:
+        copied = copy.copy(host)
+        copied.__dict__.pop('_numa_guard_view', None)
+        copied.service = host_manager.ReadOnlyDict(
+            nova_hosts.service(host.host))
+        fresh.append(copied)
+    return fresh
+
+
 @contextlib.contextmanager
 def no_gc():
     """Time without the garbage collector, as timeit does.
@@ -110,9 +128,7 @@ def time_filter(filt, hosts, spec, repeat, cold=False):
     """
     samples = []
     for _ in range(repeat):
-        fresh = [copy.copy(h) for h in hosts]
-        for h in fresh:
-            h.__dict__.pop('_numa_guard_view', None)
+        fresh = fresh_copies(hosts)
         if cold:
             host_view._CELLS_MEMO.clear()
         with no_gc():

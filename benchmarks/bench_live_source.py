@@ -26,7 +26,6 @@ Usage: python benchmarks/bench_live_source.py [--hosts 1000 10000]
 """
 
 import argparse
-import copy
 import os
 import statistics
 import sys
@@ -90,9 +89,7 @@ def time_filter(filt, hosts, spec, repeat, forget):
     handler = nova_filters.HostFilterHandler()
     samples = []
     for _ in range(repeat):
-        fresh = [copy.copy(h) for h in hosts]
-        for h in fresh:
-            h.__dict__.pop('_numa_guard_view', None)
+        fresh = bench_filters.fresh_copies(hosts)
         if forget:
             filt._source.forget(verified=forget == 'all')
         with bench_filters.no_gc():

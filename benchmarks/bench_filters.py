@@ -138,11 +138,16 @@ def time_filter(filt, hosts, spec, repeat, cold=False):
     return statistics.median(samples), len(passed)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv, description):
+    """``--hosts`` and ``--repeat``, shared by the benchmark scripts."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument('--hosts', type=int, nargs='+', default=[1000, 10000])
     parser.add_argument('--repeat', type=int, default=7)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv, __doc__.splitlines()[0])
 
     nova.conf.CONF([], project='nova')
     objects.register_all()

@@ -25,7 +25,6 @@ Usage: python benchmarks/bench_live_source.py [--hosts 1000 10000]
        [--repeat 7]
 """
 
-import argparse
 import os
 import statistics
 import sys
@@ -101,10 +100,7 @@ def time_filter(filt, hosts, spec, repeat, forget):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--hosts', type=int, nargs='+', default=[1000, 10000])
-    parser.add_argument('--repeat', type=int, default=7)
-    args = parser.parse_args(argv)
+    args = bench_filters.parse_args(argv, __doc__.splitlines()[0])
 
     nova.conf.CONF([], project='nova')
     objects.register_all()

@@ -12,6 +12,9 @@
 
 """Configuration options of nova-numa-guard (the ``[numa_guard]`` group)."""
 
+import math
+import os
+
 from oslo_config import cfg
 from oslo_config import types
 
@@ -26,6 +29,13 @@ guests without a NUMA topology inside one host NUMA cell.
 """)
 
 NON_NUMA_ESTIMATES = ('spread', 'worst_case', 'ignore')
+# A node of more than 64 TiB, or more than 4096 nodes, is not a machine.
+MAX_NODE_MB = 64 * 1024 * 1024
+MAX_NODES = 4096
+
+
+class ConfigError(ValueError):
+    """A bad option value, in one line that names the option."""
 
 
 class NodeMemoryReserve(types.ConfigType):
@@ -74,21 +84,27 @@ def parse_node_reserve(text):
         if not sep:
             raise ValueError(
                 "%r: expected node:MB, got %r" % (text, item.strip()))
-        node_id = _non_negative_int(node, text)
+        node_id = _non_negative_int(node, text, MAX_NODES - 1)
         if node_id in per_node:
             raise ValueError("%r: node %d listed twice" % (text, node_id))
         per_node[node_id] = _non_negative_int(mb, text)
     return 0, per_node
 
 
-def _non_negative_int(value, text):
-    try:
-        number = int(value.strip())
-    except ValueError:
+def _non_negative_int(value, text, limit=MAX_NODE_MB):
+    """A whole number in ASCII digits, at most ``limit``."""
+    digits = value.strip()
+    negative = digits.startswith('-')
+    if negative:
+        digits = digits[1:]
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 12:
         raise ValueError(
             "%r: %r is not a whole number of MB or a node id" % (text, value))
-    if number < 0:
-        raise ValueError("%r: %d is negative" % (text, number))
+    number = int(digits)
+    if negative:
+        raise ValueError("%r: -%d is negative" % (text, number))
+    if number > limit:
+        raise ValueError("%r: %d is more than %d" % (text, number, limit))
     return number
 
 
@@ -109,11 +125,10 @@ Possible values:
   memory used by guests without a NUMA topology (see
   ``non_numa_memory_estimate``). Needs no agent and no service.
 * ``cache``: live per-node memory that ``nova-numa-guard-agent`` publishes
-  on every compute host through oslo.cache (the ``[cache]`` section:
-  memcached or redis). All candidate hosts of a request are fetched in one
-  batch; hosts without trusted, fresh data are handled per
-  ``on_missing_live_data``; when the cache cannot be reached every host is
-  judged on accounted data.
+  on every compute host to memcached (``[cache] memcache_servers``). All
+  candidate hosts of a request are fetched in one batch; hosts without
+  trusted, fresh data are handled per ``on_missing_live_data``; when
+  memcached cannot be reached every host is judged on accounted data.
 * ``file``: the same payloads read from ``<live_data_path>/<host>.json`` at
   every request (as ``nova-numa-guard-agent --once --print`` writes them):
   for simulation, tests and deployments without a shared cache.
@@ -125,7 +140,7 @@ Related options:
 * ``[numa_guard] max_data_age``
 * ``[numa_guard] on_missing_live_data``
 * ``[numa_guard] payload_signing_key``
-* ``[cache] enabled``, ``[cache] backend``, ``[cache] memcache_servers``
+* ``[cache] backend``, ``[cache] memcache_servers``
 """),
     cfg.Opt('reserved_node_memory_mb',
         type=NodeMemoryReserve(),
@@ -147,7 +162,8 @@ Possible values:
 
 * A whole number of MB for every node, e.g. ``1024``.
 * A comma separated ``node:MB`` list, e.g. ``0:2048,1:1024``; nodes not
-  listed reserve nothing.
+  listed reserve nothing. A node that a host does not have is ignored on
+  that host, with one warning.
 
 A malformed value stops nova-scheduler at start with an error.
 
@@ -252,6 +268,7 @@ Related options:
         'max_data_age',
         default=30,
         min=1,
+        max=86400,
         help="""
 Age in seconds after which a live memory payload is no longer trusted.
 
@@ -337,23 +354,21 @@ Related options:
         'cache_timeout',
         default=0.5,
         min=0.01,
+        max=60,
         help="""
-Socket timeout in seconds for the ``cache`` memory source and the agent.
+How long, in seconds, one call to memcached may take in all.
 
-It bounds how long one scheduling request waits for an unreachable memcached
-server before judging every host on accounted data. After a failure the
-server is not tried again for 10 seconds, so later requests do not wait at
-all. It applies to the ``dogpile.cache.pymemcache`` backend, which has no
-timeout of its own; the redis backends use ``[cache] socket_timeout``.
+The deadline covers every socket operation of the call (connecting,
+sending, every read), so a server that answers slowly or one byte at a
+time cannot hold a scheduling request longer than this: the request then
+judges the hosts of that server on accounted data. A server that fails is
+not tried again for 10 seconds, so later requests do not wait at all. The
+agent uses the same deadline for each publication.
 
-The live memory store supports ``[cache] backend`` =
-``dogpile.cache.pymemcache`` (memcached) and the redis backends
-(``dogpile.cache.redis``, ``dogpile.cache.redis_sentinel``), which move
-payloads as raw bytes. Other memcached backends
-(``oslo_cache.memcache_pool``, ``dogpile.cache.memcached``,
-``dogpile.cache.pylibmc``, ``dogpile.cache.bmemcached``) unpickle what they
-read, so a value planted in the cache could run code in nova-scheduler: with
-them, nova-scheduler and the agent refuse to start.
+The ``cache`` memory source and the agent talk to the servers of ``[cache]
+memcache_servers`` (with the ``[cache] tls_*`` options) through a client of
+their own that moves raw bytes and never unpickles, whatever memcached
+``[cache] backend`` is named; redis is not supported.
 
 Possible values:
 
@@ -368,6 +383,7 @@ Related options:
         'live_data_memo_seconds',
         default=2.0,
         min=0,
+        max=3600,
         help="""
 Seconds the ``cache`` memory source reuses what it fetched.
 
@@ -385,7 +401,8 @@ This setting only affects scheduling if ``[numa_guard] memory_source`` is
 Possible values:
 
 * ``0``: fetch every candidate host at every request.
-* A number of seconds, e.g. ``2``.
+* A number of seconds below ``max_data_age``, e.g. ``2``; a larger one
+  stops nova-scheduler at start.
 
 Related options:
 
@@ -406,6 +423,7 @@ agent_opts = [
         'interval',
         default=10,
         min=1,
+        max=3600,
         help="""
 Seconds between two publications of the host's live memory.
 
@@ -422,6 +440,7 @@ Related options:
         'ttl',
         default=60,
         min=1,
+        max=86400,
         help="""
 Seconds the cache keeps a payload before it expires.
 
@@ -450,8 +469,72 @@ Possible values:
   The ``--sysfs-root`` command line flag overrides it.
 """),
     cfg.StrOpt(
+        'libvirt_runtime_dir',
+        default='/run/libvirt/qemu',
+        help="""
+Where libvirt keeps the runtime XML of running QEMU guests.
+
+The agent reads every running guest's memory size and backing from libvirt:
+through the ``libvirt`` Python binding (``libvirt_uri``) when it is installed
+and can connect, else from the ``<name>.xml`` files in this directory. With
+what cgroup v2 shows resident of each guest (``cgroup_root``) it publishes
+the memory guests were given but have not touched yet, per node
+(``guest_untouched_mb``), and the total size of the guests (``guests_mb``).
+Without libvirt or cgroup v2 data it publishes neither, and the scheduler
+takes the lower of the live and the accounted estimates.
+
+Possible values:
+
+* ``/run/libvirt/qemu`` on a real host; a copy for tests and simulation.
+  The ``--libvirt-root`` command line flag overrides it and skips the
+  binding.
+
+Related options:
+
+* ``[numa_guard_agent] libvirt_uri``
+* ``[numa_guard_agent] cgroup_root``
+"""),
+    cfg.StrOpt(
+        'libvirt_uri',
+        default='qemu:///system',
+        help="""
+The libvirt connection URI the agent reads running guests through.
+
+Used read-only when the ``libvirt`` Python binding is installed; when it is
+not, or the connection fails, the agent reads ``libvirt_runtime_dir``.
+
+Possible values:
+
+* A libvirt URI, ``qemu:///system`` for the hypervisor nova uses.
+* Empty: never use the binding.
+
+Related options:
+
+* ``[numa_guard_agent] libvirt_runtime_dir``
+"""),
+    cfg.StrOpt(
+        'cgroup_root',
+        default='/sys/fs/cgroup',
+        help="""
+Where the cgroup v2 hierarchy is mounted.
+
+The agent reads ``memory.numa_stat`` of each guest's scope under
+``machine.slice`` to learn how much of the guest's memory is resident on
+each node. Without a cgroup v2 hierarchy it publishes no guest figures.
+
+Possible values:
+
+* ``/sys/fs/cgroup`` on a real host; a copy for tests. The
+  ``--cgroup-root`` command line flag overrides it.
+
+Related options:
+
+* ``[numa_guard_agent] libvirt_runtime_dir``
+"""),
+    cfg.StrOpt(
         'host_signing_key',
         secret=True,
+        regex='^[0-9a-fA-F]{64}$',
         help="""
 This compute host's own key for signing live memory payloads.
 
@@ -476,6 +559,7 @@ Related options:
         'max_backoff',
         default=60,
         min=1,
+        max=3600,
         help="""
 Longest wait in seconds between two attempts to reach an unreachable cache.
 
@@ -492,6 +576,65 @@ Related options:
 * ``[numa_guard_agent] interval``
 """),
 ]
+
+
+def check(conf, group, names=None):
+    """Read the options of ``group`` now, as one-line errors.
+
+    oslo.config checks a value only when it is read; reading every option at
+    start makes a bad value stop the service there, with one line that
+    names the option, not fail later with another error.
+
+    :param names: the options to read; all of the group's when None.
+    :returns: ``{name: value}``.
+    :raises ConfigError: for the first bad value.
+    """
+    opts = {GROUP_NAME: numa_guard_opts, agent_group.name: agent_opts}[group]
+    values = {}
+    for opt in opts:
+        if names is not None and opt.dest not in names:
+            continue
+        try:
+            value = getattr(conf[group], opt.dest)
+        except (cfg.Error, ValueError) as exc:
+            raise ConfigError('[%s] %s: %s' % (group, opt.name,
+                                               _reason(exc)))
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError('[%s] %s = %s is not a number of seconds' %
+                              (group, opt.name, value))
+        values[opt.dest] = value
+    return values
+
+
+def check_scheduler(conf):
+    """Read and cross-check ``[numa_guard]`` for nova-scheduler.
+
+    :returns: ``{name: value}`` of every option.
+    :raises ConfigError: with one line naming the option.
+    """
+    values = check(conf, GROUP_NAME)
+    if values['live_data_memo_seconds'] >= values['max_data_age']:
+        raise ConfigError(
+            '[numa_guard] live_data_memo_seconds = %s must be less than '
+            '[numa_guard] max_data_age = %d: payloads would go stale inside '
+            'the memo window' % (values['live_data_memo_seconds'],
+                                 values['max_data_age']))
+    path = values['live_data_path']
+    if values['memory_source'] == 'file' and not (
+            path and os.path.isabs(path) and os.path.isdir(path)):
+        raise ConfigError(
+            '[numa_guard] live_data_path = %r must be an absolute path to an '
+            'existing directory with memory_source = file' % path)
+    return values
+
+
+def _reason(exc):
+    """The useful last line of an oslo.config error."""
+    text = str(exc).strip()
+    for marker in ('is not valid: ', 'Value: '):
+        if marker in text:
+            text = text.rsplit(marker, 1)[1]
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def register_opts(conf):

@@ -10,12 +10,13 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Does a guest without a NUMA topology fit inside one cell of a host?
+"""Does a guest fit inside the cells of a host?
 
 Pure functions over :mod:`nova_numa_guard.topology`; no nova, no config.
 
-A host passes when some cell that can hold guests (it has shared CPUs and
-small-page memory)
+A guest without a NUMA topology (:func:`judge`) floats over the host's
+cells; the kernel places its memory. A host passes when some cell that can
+hold guests (it has shared CPUs and small-page memory)
 
 * is big enough: ``capacity >= memory`` and, with ``cpu_fit``,
   ``shared CPUs >= vCPUs`` (the *static* fit: otherwise the guest can never be
@@ -26,9 +27,25 @@ small-page memory)
 A host with at most one cell, or none with both shared CPUs and memory, has
 nothing to judge and passes.
 
-Estimated free memory is the live figure when a memory source supplied one
-(``Host.live_free``) minus the reserve, else the accounted estimate of
-:func:`accounted_free_mb`.
+A NUMA guest on small pages (:func:`judge_bound`, :func:`judge_cells`) is
+bound by nova to the host cells nova picks; each of them must have room for
+its guest cell.
+
+Estimated free memory of a cell (:func:`free_mb`) is, with live data
+(``Host.live``):
+
+* ``live figure - guest_untouched_mb - reserve``, where the live figure is
+  ``MemFree`` for a floating guest and ``MemFree + Inactive(file) +
+  SReclaimable`` for a bound one, less what nova placed that the agent has
+  not seen (``unseen_mb``). For a floating guest the unseen memory is charged
+  to the roomiest cells first, levelling them (:func:`level`): wherever those
+  guests settle, some cell keeps at least that much room. For a bound guest,
+  whose cells are given, it is charged in full to every cell.
+* the lower of that figure (``live figure - reserve``) and the accounted
+  estimate when the payload does not say what guests have not touched (an
+  older agent): live data may make the guard stricter, never looser.
+
+Without live data it is the accounted estimate of :func:`accounted_free_mb`.
 
 For the k-th instance of a multi-create, the ``placed`` earlier instances of
 the same request are packed first: the host passes when the fitting cells have
@@ -137,12 +154,70 @@ def accounted_free_mb(host, reserve=NO_RESERVE, estimate=ESTIMATE_SPREAD):
             for c in host.cells]
 
 
+def free_mb(host, reserve=NO_RESERVE, estimate=ESTIMATE_SPREAD,
+            bound=False):
+    """Estimated free small-page memory of every cell (see module doc).
+
+    :param bound: for a guest nova binds to its cells (a NUMA guest on
+        small pages) rather than one the kernel places.
+    :returns: list of MB, in the order of ``host.cells``.
+    """
+    live = host.live
+    if live is None:
+        return accounted_free_mb(host, reserve, estimate)
+    figures = live.available_mb if bound else live.free_mb
+    default, per_node = reserve
+    free = [figures[c.id] - per_node.get(c.id, default) for c in host.cells]
+    untouched = live.untouched_mb
+    if untouched is None:
+        return [min(mb, accounted) for mb, accounted in zip(
+            free, accounted_free_mb(host, reserve, estimate))]
+    free = [mb - untouched[c.id] for mb, c in zip(free, host.cells)]
+    unseen = live.unseen_mb
+    if unseen:
+        if bound:
+            free = [mb - unseen for mb in free]
+        else:
+            free = level(free, unseen,
+                         [c.holds_guests for c in host.cells])
+    return free
+
+
+def level(free, amount, eligible):
+    """Charge ``amount`` to the roomiest eligible cells first.
+
+    Water-filling: the eligible cells above a level ``L`` are lowered to it,
+    where ``L`` is such that the cells give up ``amount`` in all. However
+    guests of ``amount`` MB in total settle on the cells, the roomiest cell
+    then still has at least ``L`` free: the cells above ``L`` started with
+    ``amount`` more than ``L`` each on average, and lost at most ``amount``.
+
+    :param free: MB per cell.
+    :param amount: MB to charge, > 0.
+    :param eligible: per cell, whether guests settle there.
+    :returns: a new list of MB per cell.
+    """
+    room = sorted((mb for mb, ok in zip(free, eligible) if ok),
+                  reverse=True)
+    if not room:
+        return list(free)
+    # Lower the top k cells to the (k+1)-th until that would give up at
+    # least ``amount``; the level is then between the two.
+    top = 0
+    for k, mb in enumerate(room, 1):
+        top += mb
+        if k == len(room) or top - k * room[k] >= amount:
+            line = (top - amount) // k
+            break
+    return [min(mb, line) if ok else mb for mb, ok in zip(free, eligible)]
+
+
 def judge(host, memory_mb, vcpus, reserve=NO_RESERVE, cpu_fit=True,
           estimate=ESTIMATE_SPREAD, placed=0):
-    """Decide whether a non-NUMA guest fits inside one cell of ``host``.
+    """Decide whether a guest without a NUMA topology fits one cell.
 
     Runs for every host of every request: one pass over the cells, stopping
-    at the first cell with room.
+    at the first cell with room (on accounted data).
 
     :param host: :class:`nova_numa_guard.topology.Host`.
     :param memory_mb: the guest's memory.
@@ -157,13 +232,23 @@ def judge(host, memory_mb, vcpus, reserve=NO_RESERVE, cpu_fit=True,
     if len(cells) <= 1:
         return PASS
     default, per_node = reserve
-    live = host.live_free
-    share = None if live is not None else _non_numa_share(host, estimate)
-    ratio = host.ram_allocation_ratio
+    live = host.live
+    estimated = None
+    unseen = 0
+    if live is None:
+        share = _non_numa_share(host, estimate)
+        ratio = host.ram_allocation_ratio
+    elif live.untouched_mb is None:
+        estimated = free_mb(host, reserve, estimate)
+    else:
+        figures, untouched = live.free_mb, live.untouched_mb
+        # Every cell less all of the unseen memory first: a lower bound of
+        # the levelled figure, exact enough to pass most hosts cheaply.
+        unseen = live.unseen_mb or 0
     fitting = []
     best = None
     slots = 0
-    for cell in cells:
+    for index, cell in enumerate(cells):
         cpus = cell.cpus
         if not cpus or cell.memory_mb <= 0:
             # CPU-only or memory-only: never holds a whole guest.
@@ -176,17 +261,29 @@ def judge(host, memory_mb, vcpus, reserve=NO_RESERVE, cpu_fit=True,
             continue
         if memory_mb <= 0:
             return PASS
-        if live is not None:
-            free = live[cell.id] - node_reserve
-        else:
+        if live is None:
             free = _accounted_free(cell, cap, ratio, share)
-        fitting.append((cell.id, free))
+        elif estimated is not None:
+            free = estimated[index]
+        else:
+            free = (figures[cell.id] - node_reserve - untouched[cell.id] -
+                    unseen)
+        fitting.append((index, cell.id, free))
         if free >= memory_mb:
             slots += free // memory_mb
             if slots > placed:
                 return PASS
+    if fitting and unseen:
+        # Near the limit: the exact figures, with the unseen memory charged
+        # to the roomiest cells first.
+        estimated = free_mb(host, reserve, estimate)
+        fitting = [(i, cell_id, estimated[i]) for i, cell_id, _ in fitting]
+        if sum(max(0, free) // memory_mb
+               for _, _, free in fitting) > placed:
+            return PASS
     if fitting:
-        return _usage_failure(live is not None, fitting, memory_mb, placed)
+        return _usage_failure(_source(live), [item[1:] for item in fitting],
+                              memory_mb, placed)
     if best is None:
         # No cell has both shared CPUs and memory: bad data, or a host for
         # pinned guests only, which placement already keeps guests without a
@@ -194,6 +291,15 @@ def judge(host, memory_mb, vcpus, reserve=NO_RESERVE, cpu_fit=True,
         # hugepages do count: they are rejected above.)
         return PASS
     return _static_failure(best, memory_mb, vcpus, cpu_fit)
+
+
+def _source(live):
+    """How a free figure was estimated, for the reasons we log."""
+    if live is None:
+        return 'accounted'
+    if live.untouched_mb is None:
+        return 'live (capped by accounted)'
+    return 'live'
 
 
 def _static_failure(best, memory_mb, vcpus, cpu_fit):
@@ -213,9 +319,8 @@ def _static_failure(best, memory_mb, vcpus, cpu_fit):
     return Verdict(False, STATIC, cap, ncpus, explain)
 
 
-def _usage_failure(live, fitting, memory_mb, placed):
+def _usage_failure(source, fitting, memory_mb, placed):
     def explain():
-        source = 'live' if live else 'accounted'
         frees = ', '.join('cell %d %d MB' % item for item in fitting)
         if placed:
             return ('needs %d MB free in one cell after %d earlier '
@@ -227,51 +332,83 @@ def _usage_failure(live, fitting, memory_mb, placed):
     return Verdict(False, USAGE, best_mb, None, explain)
 
 
-def judge_numa_live(host, guest_cells_mb, reserve=NO_RESERVE,
-                    placed_mb=None):
-    """Cheap live check of a NUMA guest on small pages (``hw:numa_nodes``).
+def bound_free_mb(host, reserve=NO_RESERVE, estimate=ESTIMATE_SPREAD,
+                  placed_mb=None):
+    """``{cell_id: MB}`` a bound guest can get on each cell that can hold it.
 
-    Nova binds such a guest's memory strictly to its host cells but accounts
-    only NUMA guests there, so a cell full of guests without a NUMA topology
-    still looks empty to it and the guest is OOM-killed. The host passes when
-    each guest cell gets a distinct host cell with CPUs (shared or dedicated)
-    and small-page memory whose live figure (``Host.live_free``, the node's
-    available memory) minus the per-node reserve and minus ``placed_mb``
-    holds it. Memory-only nodes (CXL, HBM) never hold a guest cell: nova
-    places guest cells only on nodes with CPUs. Hosts without live data pass.
+    Cells with CPUs (shared or dedicated) and small-page memory; memory-only
+    nodes (CXL, HBM) never hold a guest cell: nova places guest cells only on
+    nodes with CPUs.
+
+    :param placed_mb: ``{cell_id: MB}`` placed on the cells by earlier
+        instances of the same request.
+    """
+    placed_mb = placed_mb or {}
+    return {c.id: mb - placed_mb.get(c.id, 0)
+            for c, mb in zip(host.cells,
+                             free_mb(host, reserve, estimate, bound=True))
+            if c.small_page_mb > 0 and (c.cpus or c.pcpus)}
+
+
+def judge_bound(host, guest_cells_mb, free):
+    """Judge a NUMA guest on small pages without asking nova, if possible.
+
+    Nova binds such a guest's memory strictly to the host cells it picks but
+    accounts only NUMA guests there, so a cell full of guests without a NUMA
+    topology still looks empty to it and the guest is OOM-killed.
 
     :param guest_cells_mb: memory of each guest cell, MB.
-    :param placed_mb: ``{node_id: MB}`` placed on the cells by earlier
-        instances of the same request.
-    :returns: :class:`Verdict` (kind ``usage`` when it fails).
+    :param free: :func:`bound_free_mb` of the host.
+    :returns: :class:`Verdict` when the answer does not depend on which cells
+        nova picks: a rejection when no distinct cells can hold the guest
+        cells, PASS when every cell holds the largest; else None (ask nova
+        which cells, then :func:`judge_cells`).
     """
-    live = host.live_free
-    if live is None or not host.cells or not guest_cells_mb:
+    if not host.cells or not guest_cells_mb:
         return PASS
-    placed_mb = placed_mb or {}
-    free = sorted(((live[c.id] - node_reserve_mb(reserve, c.id) -
-                    placed_mb.get(c.id, 0), c.id)
-                   for c in host.cells
-                   if c.small_page_mb > 0 and (c.cpus or c.pcpus)),
-                  reverse=True)
     need = sorted(guest_cells_mb, reverse=True)
+    room = sorted(free.values(), reverse=True)
     # Largest guest cell to the roomiest host cell, and so on: a distinct
     # assignment exists exactly when this pairing works.
-    if len(need) <= len(free) and all(
-            have >= want for (have, _), want in zip(free, need)):
+    if len(need) > len(room) or not all(
+            have >= want for have, want in zip(room, need)):
+        return _bound_failure(host, need, free, None)
+    if room[-1] >= need[0]:
         return PASS
+    return None
 
+
+def judge_cells(host, chosen, free):
+    """Judge the host cells nova binds a NUMA guest to.
+
+    :param chosen: ``[(host_cell_id, guest_cell_mb), ...]`` as nova's
+        ``numa_fit_instance_to_host`` placed the guest cells; None when nova
+        cannot place them at all.
+    :param free: :func:`bound_free_mb` of the host.
+    :returns: :class:`Verdict`.
+    """
+    if chosen is None:
+        return PASS  # NUMATopologyFilter's business
+    for cell_id, mb in chosen:
+        if free.get(cell_id, 0) < mb:
+            return _bound_failure(host, sorted((mb for _, mb in chosen),
+                                               reverse=True), free, chosen)
+    return PASS
+
+
+def _bound_failure(host, need, free, chosen):
     def explain():
         frees = ', '.join('cell %d %d MB' % (cell_id, mb)
-                          for mb, cell_id in sorted(free, key=_cell_id))
-        return ('NUMA guest needs %s MB on %d distinct cells; live '
-                'available after the reserve%s: %s' % (
-                    '+'.join('%d' % mb for mb in need), len(need),
-                    ' and earlier instances' if placed_mb else '',
-                    frees or 'no cell with CPUs and memory'))
-    best_mb = free[0][0] if free else 0
+                          for cell_id, mb in sorted(free.items()))
+        source = _source(host.live)
+        if chosen is None:
+            return ('NUMA guest needs %s MB on %d distinct cells; %s free '
+                    'for bound memory: %s' % (
+                        '+'.join('%d' % mb for mb in need), len(need),
+                        source, frees or 'no cell with CPUs and memory'))
+        return ('NUMA guest is bound by nova to %s; %s free for bound '
+                'memory: %s' % (
+                    ', '.join('%d MB on cell %d' % (mb, cell_id)
+                              for cell_id, mb in chosen), source, frees))
+    best_mb = max(free.values()) if free else 0
     return Verdict(False, USAGE, best_mb, None, explain)
-
-
-def _cell_id(item):
-    return item[1]

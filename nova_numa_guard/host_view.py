@@ -70,6 +70,27 @@ def get(host_state):
     return view
 
 
+def live_memory(view, trusted, reserved_host_mb):
+    """The host's :class:`topology.LiveMemory` from a trusted payload.
+
+    ``unseen_mb`` is the guest memory nova accounts to the host (its used
+    memory less ``[DEFAULT] reserved_host_memory_mb``) that the payload's
+    ``guests_mb`` does not cover: guests placed since the agent read the
+    host, or not started yet. Guests nova deleted that still run make it
+    zero, not negative.
+
+    :param view: the host's :class:`HostView`.
+    :param trusted: a :class:`nova_numa_guard.live.payload.Trusted`.
+    :param reserved_host_mb: ``[DEFAULT] reserved_host_memory_mb``.
+    """
+    unseen = None
+    if trusted.guests_mb is not None:
+        nova_guests_mb = view.host.used_mb - reserved_host_mb
+        unseen = max(0, nova_guests_mb - trusted.guests_mb)
+    return topology.LiveMemory(trusted.free_mb, trusted.available_mb,
+                               trusted.untouched_mb, unseen)
+
+
 def host_from_state(host_state):
     """Build a :class:`topology.Host` from a nova ``HostState``."""
     return topology.Host(

@@ -93,6 +93,48 @@ class Cell:
                     self.small_page_mb, self.small_page_used_mb))
 
 
+class LiveMemory:
+    """Live memory of a host's nodes, as its agent last saw it.
+
+    :param free_mb: ``{node_id: MB}`` free pages (``MemFree``).
+    :param available_mb: ``{node_id: MB}`` free pages plus the page cache and
+        slab the kernel can reclaim for a process bound to the node; the
+        same nodes as ``free_mb``.
+    :param untouched_mb: ``{node_id: MB}`` memory running guests were given
+        but have not touched yet, charged to the node, for the same nodes;
+        None when unknown (an older agent).
+    :param unseen_mb: guest memory nova accounts to the host that the agent
+        did not see running (placed since, or not started yet); None when
+        unknown.
+    """
+
+    __slots__ = ('free_mb', 'available_mb', 'untouched_mb', 'unseen_mb')
+
+    def __init__(self, free_mb, available_mb=None, untouched_mb=None,
+                 unseen_mb=None):
+        self.free_mb = free_mb
+        self.available_mb = free_mb if available_mb is None else available_mb
+        self.untouched_mb = untouched_mb
+        self.unseen_mb = unseen_mb
+
+    def covers(self, cells):
+        """Whether there are figures for every one of ``cells``.
+
+        The maps of a live memory have the same nodes (a payload gives every
+        figure for every node it lists).
+        """
+        free = self.free_mb
+        for cell in cells:
+            if cell.id not in free:
+                return False
+        return True
+
+    def __repr__(self):
+        return ('LiveMemory(free_mb=%r, available_mb=%r, untouched_mb=%r, '
+                'unseen_mb=%r)' % (self.free_mb, self.available_mb,
+                                   self.untouched_mb, self.unseen_mb))
+
+
 class Host:
     """A compute host: its cells plus the host-wide figures nova keeps.
 
@@ -102,43 +144,38 @@ class Host:
     :param used_mb: host-wide memory nova counts as used: every guest, NUMA or
         not, plus ``[DEFAULT] reserved_host_memory_mb``.
     :param ram_allocation_ratio: the host's memory overcommit ratio.
-    :param live_free: ``{node_id: MB}`` live memory of every cell, when a
-        live source has fresh data for the host (see
-        :meth:`with_live_free`); else None.
+    :param live: :class:`LiveMemory` covering every cell, when a live source
+        has fresh data for the host (see :meth:`with_live`); else None.
     """
 
-    __slots__ = ('name', 'cells', 'used_mb', 'ram_allocation_ratio',
-                 'live_free')
+    __slots__ = ('name', 'cells', 'used_mb', 'ram_allocation_ratio', 'live')
 
     def __init__(self, name, cells, used_mb=0, ram_allocation_ratio=1.0,
-                 live_free=None):
+                 live=None):
         self.name = name
         self.cells = tuple(cells)
         self.used_mb = used_mb
         self.ram_allocation_ratio = ram_allocation_ratio
-        self.live_free = live_free
+        self.live = live
 
-    def with_live_free(self, per_node):
-        """A copy of the host carrying live memory per cell.
+    def with_live(self, live):
+        """A copy of the host carrying live memory; it shares the cells.
 
-        The copy shares this host's cells (no cell is copied).
-
-        :param per_node: ``{node_id: MB}``; unless it covers every cell, the
+        :param live: :class:`LiveMemory`; unless it covers every cell, the
             host is returned unchanged (live data is all or nothing).
         """
-        for cell in self.cells:
-            if cell.id not in per_node:
-                return self
+        if not live.covers(self.cells):
+            return self
         host = object.__new__(Host)
         host.name = self.name
         host.cells = self.cells
         host.used_mb = self.used_mb
         host.ram_allocation_ratio = self.ram_allocation_ratio
-        host.live_free = per_node
+        host.live = live
         return host
 
     def __repr__(self):
-        if self.live_free is None:
+        if self.live is None:
             return 'Host(%r, cells=%r)' % (self.name, list(self.cells))
-        return 'Host(%r, cells=%r, live_free=%r)' % (
-            self.name, list(self.cells), self.live_free)
+        return 'Host(%r, cells=%r, live=%r)' % (
+            self.name, list(self.cells), self.live)

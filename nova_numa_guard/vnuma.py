@@ -41,7 +41,7 @@ the host's cells, each node on a cell that holds it with the headroom. nova
 picks the cells itself (the first permutation of the host cells that fits),
 so the order of the guest nodes in the specs is chosen for that. The planner
 works on the host's shape: nova's per-cell usage in the cells is ignored,
-live free memory (``Host.live_free``) only produces warnings.
+live available memory (``Host.live``) only produces warnings.
 """
 
 import itertools
@@ -181,7 +181,8 @@ def plan(vcpus, memory_mb, cells, headroom_pct=DEFAULT_HEADROOM_PCT,
     """
     live_free = None
     if isinstance(cells, topology.Host):
-        live_free = cells.live_free
+        if cells.live is not None:
+            live_free = cells.live.available_mb
         cells = cells.cells
     cells = tuple(cells)
     _check_args(vcpus, memory_mb, headroom_pct)
@@ -549,7 +550,7 @@ def _split(total, caps):
 def _live_notes(cells, live_free, nodes_mb):
     """Warn when live free memory cannot take the guest nodes now.
 
-    :param live_free: ``Host.live_free``: ``{node_id: MB}`` or None.
+    :param live_free: ``{node_id: MB}`` available now, or None.
     """
     if not live_free:
         return []

@@ -10,10 +10,11 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Turn a sysfs tree into the live-data payload (no I/O besides sysfs)."""
+"""Turn a sysfs tree and the running guests into the live-data payload."""
 
+from nova_numa_guard.agent import guests
 from nova_numa_guard.inputs import sysfs
-from nova_numa_guard import payload
+from nova_numa_guard.live import payload
 
 
 def node_entry(node):
@@ -38,19 +39,36 @@ def device_entry(device):
             'product_id': device.product_id, 'net': device.net}
 
 
-def collect(sysfs_root, host, timestamp, key=None):
-    """Read sysfs and build the host's payload.
+def collect(sysfs_root, host, timestamp, key=None, guest_roots=None):
+    """Read sysfs (and the guests) and build the host's payload.
 
+    :param guest_roots: ``(libvirt_root, cgroup_root, libvirt_uri)`` to
+        read the running guests from (:mod:`.guests`), or None to publish no
+        guest figures.
     :returns: ``(payload, problems)``: the payload dict (None when no node
         could be read) and the :class:`~nova_numa_guard.inputs.InputError` of
-        every file that could not be read (those nodes or devices are left
-        out).
+        everything that could not be read (those nodes, devices or guests are
+        left out; without libvirt or cgroup v2 data, the guest figures).
     """
     nodes, problems = sysfs.read_nodes_tolerant(sysfs_root)
     if not nodes:
         return None, problems
     devices, device_problems = sysfs.read_devices(sysfs_root)
     problems.extend(device_problems)
-    data = payload.build(host, timestamp, [node_entry(n) for n in nodes],
-                         [device_entry(d) for d in devices], key=key)
+    entries = [node_entry(n) for n in nodes]
+    guests_mb = None
+    if guest_roots is not None:
+        libvirt_root, cgroup_root, uri = guest_roots
+        memory, guest_problems = guests.guest_memory(
+            libvirt_root, cgroup_root,
+            {n.id: n.mb('MemFree') for n in nodes},
+            [n.id for n in nodes if n.cpus and n.mb('MemTotal') > 0], uri)
+        problems.extend(guest_problems)
+        if memory is not None:
+            guests_mb = memory.guests_mb
+            for entry in entries:
+                entry['guest_untouched_mb'] = memory.untouched_mb[entry['id']]
+    data = payload.build(host, timestamp, entries,
+                         [device_entry(d) for d in devices], key=key,
+                         guests_mb=guests_mb)
     return data, problems

@@ -25,8 +25,8 @@ from oslo_log import log as logging
 
 from nova_numa_guard.agent import collect
 from nova_numa_guard import conf as guard_conf
-from nova_numa_guard import payload
-from nova_numa_guard.sources import cache
+from nova_numa_guard.live import payload
+from nova_numa_guard.live import store as live_store
 
 LOG = logging.getLogger(__name__)
 
@@ -39,22 +39,32 @@ DESCRIPTION
     <sysfs-root>/devices/system/node/node*/ and the NUMA node of PCI devices
     and NICs from <sysfs-root>/bus/pci/devices and <sysfs-root>/class/net,
     and publishes one JSON payload for this host every
-    [numa_guard_agent] interval seconds through oslo.cache (the [cache]
-    section: memcached or redis), with a TTL of [numa_guard_agent] ttl.
+    [numa_guard_agent] interval seconds to memcached ([cache]
+    memcache_servers), with a TTL of [numa_guard_agent] ttl.
     The key is nova's compute host name: --host, else [DEFAULT] host of the
     given configuration files (nova.conf), else the hostname. The
     nova-scheduler's NUMACellFitFilter reads it with
     [numa_guard] memory_source = cache.
 
     Per node the payload carries mem_total_mb (MemTotal), mem_free_mb
-    (MemFree: what a guest without a NUMA topology gets locally now) and
+    (MemFree: what a guest without a NUMA topology gets locally now),
     mem_available_mb (MemFree + Inactive(file) + SReclaimable: what a guest
-    bound to the node can get before the kernel swaps or OOM-kills), all in
-    MiB. With [numa_guard_agent] host_signing_key or [numa_guard]
-    payload_signing_key set, the payload carries an HMAC-SHA256 signature
-    made with this host's own key: HMAC-SHA256(payload_signing_key, host)
-    as 64 hex characters (the scheduler derives the same key per host, so a
-    payload signed for one host never counts for another).
+    bound to the node can get before the kernel swaps or OOM-kills) and
+    guest_untouched_mb (memory running guests were given but have not
+    touched yet, charged to the node), all in MiB, and guests_mb, the total
+    size of the running guests. The guest figures come from libvirt (the
+    libvirt Python binding, else the runtime XML under
+    [numa_guard_agent] libvirt_runtime_dir) and cgroup v2 (memory.numa_stat
+    of each guest's scope under [numa_guard_agent] cgroup_root); without
+    them the payload leaves them out. The agent stores the payload under
+    nova_numa_guard:live:<host> and its memory record (what the scheduler
+    reads) under nova_numa_guard:mem:<host>.
+
+    With [numa_guard_agent] host_signing_key or [numa_guard]
+    payload_signing_key set, both carry an HMAC-SHA256 signature made with
+    this host's own key: HMAC-SHA256(payload_signing_key, host) as 64 hex
+    characters (the scheduler derives the same key per host, so a payload
+    signed for one host never counts for another).
 
     Unreadable sysfs files leave their node or device out; an unreachable
     cache is retried with a doubling wait up to [numa_guard_agent]
@@ -65,15 +75,18 @@ FILES
     /etc/nova/nova.conf
         [DEFAULT] host, [cache], [numa_guard] payload_signing_key and
         cache_timeout, [numa_guard_agent] interval, ttl, sysfs_root,
-        max_backoff, host_signing_key. Give it with --config-file; several
-        are merged in order. [cache] backend must be
-        dogpile.cache.pymemcache or a redis backend.
+        libvirt_runtime_dir, libvirt_uri, cgroup_root, max_backoff,
+        host_signing_key. Give it with --config-file; several
+        are merged in order. [cache] backend must be a memcached backend
+        (dogpile.cache.pymemcache, oslo_cache.memcache_pool...); the agent
+        uses its own client on [cache] memcache_servers.
 
 EXIT STATUS
     0   --once: published (or printed); otherwise stopped by SIGTERM/SIGINT.
-    1   --once: nothing could be read from sysfs, or the cache refused it.
-    2   bad command line or configuration, or the [cache] backend's client
-        library is not installed.
+    1   --once: nothing could be read from sysfs, the payload would not be
+        trusted by the scheduler (implausible figures), or the cache
+        refused it.
+    2   bad command line or configuration.
 
 EXAMPLES
     Look at what would be published, without a cache:
@@ -90,6 +103,7 @@ EXAMPLES
     Payloads for the file memory source (simulation, tests):
         cd /var/lib/nova-numa-guard/live && nova-numa-guard-agent \\
             --once --print --host compute1 --sysfs-root ./fake-sys \\
+            --libvirt-root ./fake-run --cgroup-root ./fake-cgroup \\
             > compute1.json
 
 SEE ALSO
@@ -107,6 +121,15 @@ def build_parser():
         '--sysfs-root', metavar='PATH',
         help='read sysfs from PATH instead of [numa_guard_agent] '
              'sysfs_root (default /sys)')
+    parser.add_argument(
+        '--libvirt-root', metavar='PATH',
+        help='read running guests from the runtime XML under PATH instead '
+             'of libvirt (default: the libvirt binding, else '
+             '[numa_guard_agent] libvirt_runtime_dir)')
+    parser.add_argument(
+        '--cgroup-root', metavar='PATH',
+        help='read cgroup v2 from PATH instead of [numa_guard_agent] '
+             'cgroup_root (default /sys/fs/cgroup)')
     parser.add_argument(
         '--host', metavar='NAME',
         help="nova's compute host name to publish under (default: "
@@ -154,13 +177,12 @@ def load_config(files):
 
 
 def open_store(conf):
-    """The cache store, with ``[numa_guard_agent] ttl`` as the cache TTL."""
-    ttl = conf.numa_guard_agent.ttl
-    # The agent only writes: dogpile's expiration is moot here, and oslo.cache
-    # wants the backend's TTL to be at least it.
-    conf.set_override('expiration_time', ttl, group='cache')
-    conf.set_override('backend_expiration_time', ttl, group='cache')
-    return cache.Store(conf, conf.numa_guard.cache_timeout)
+    """The memcached store of ``[cache]``."""
+    try:
+        return live_store.MemcacheStore.from_conf(
+            conf, conf.numa_guard.cache_timeout)
+    except live_store.StoreError as exc:
+        raise ValueError(str(exc))
 
 
 class Agent:
@@ -169,32 +191,38 @@ class Agent:
     :param conf: the loaded ``ConfigOpts``.
     :param host: the compute host name.
     :param sysfs_root: where sysfs is.
-    :param store: a :class:`nova_numa_guard.sources.cache.Store`, or None
-        for ``--print``.
+    :param guest_roots: ``(libvirt_root, cgroup_root, libvirt_uri)``, see
+        :func:`nova_numa_guard.agent.collect.collect`.
+    :param store: a :class:`nova_numa_guard.live.store.MemcacheStore`, or
+        None for ``--print``.
     """
 
-    def __init__(self, conf, host, sysfs_root, store=None, out=None):
+    def __init__(self, conf, host, sysfs_root, guest_roots=None, store=None,
+                 out=None):
         self.conf = conf
         self.host = host
         self.sysfs_root = sysfs_root
+        self.guest_roots = guest_roots
         self.store = store
         self.out = out
         self._key = signing_key(conf, host)
         self._sysfs_problems = frozenset()
         self._cache_down = None
+        self._refused = None
 
     def read(self):
         """Build a payload now; None when no node could be read."""
         data, problems = collect.collect(self.sysfs_root, self.host,
-                                         round(time.time(), 3), self._key)
+                                         round(time.time(), 3), self._key,
+                                         self.guest_roots)
         state = frozenset(str(p) for p in problems)
         if state != self._sysfs_problems:
             if state:
-                LOG.warning("Cannot read part of sysfs; publishing what can "
-                            "be read: %s", '; '.join(sorted(state)))
+                LOG.warning("Cannot read part of this host's state; "
+                            "publishing what can be read: %s",
+                            '; '.join(sorted(state)))
             else:
-                LOG.info("sysfs under %s reads cleanly again",
-                         self.sysfs_root)
+                LOG.info("sysfs, libvirt and cgroups read cleanly again")
             self._sysfs_problems = state
         return data
 
@@ -207,24 +235,59 @@ class Agent:
         if data is None:
             return False
         raw = payload.encode(data)
+        record = payload.encode(payload.memory_record(data, self._key))
+        if not self._trusted(raw, record):
+            return False
         if self.store is None:
             self.out.write(raw.decode('utf-8') + '\n')
             self.out.flush()
             return True
         try:
-            self.store.set(self.host, raw)
+            self.store.set_many(
+                {live_store.key(live_store.FULL_PREFIX, self.host): raw,
+                 live_store.key(live_store.RECORD_PREFIX, self.host): record},
+                self.conf.numa_guard_agent.ttl)
         except Exception as exc:
             reason = '%s: %s' % (type(exc).__name__, str(exc)[:200])
             if self._cache_down is None:
                 LOG.warning("Cannot publish to the cache (%s); retrying with "
                             "backoff", reason)
             self._cache_down = reason
-            self.store.reconnect()
             return False
         if self._cache_down is not None:
             LOG.info("Publishing to the cache again")
             self._cache_down = None
         LOG.debug("Published %d bytes for %s", len(raw), self.host)
+        return True
+
+    def why_not(self):
+        """Why the last payload was not published, in one line."""
+        if self._refused is not None:
+            return 'the scheduler would refuse it: %s' % self._refused
+        if self._cache_down is not None:
+            return self._cache_down
+        return '; '.join(sorted(self._sysfs_problems)) or 'unknown'
+
+    def _trusted(self, raw, record):
+        """Whether the scheduler would trust what is about to be published.
+
+        The agent checks its own payload and memory record with the
+        scheduler's rules (and the full check of the elements the scheduler
+        does not read), so that it never publishes what would be refused.
+        """
+        try:
+            payload.verify(raw, self.host, self._key, full=True)
+            payload.verify(record, self.host, self._key,
+                           max_bytes=payload.MAX_RECORD_BYTES)
+        except payload.Untrusted as exc:
+            if self._refused != str(exc):
+                LOG.error("Not publishing: the scheduler would refuse this "
+                          "host's payload (%s)", exc)
+            self._refused = str(exc)
+            return False
+        if self._refused is not None:
+            LOG.info("The payload passes the scheduler's checks again")
+            self._refused = None
         return True
 
     def run(self, stop):
@@ -255,6 +318,9 @@ def main(argv=None):
         for name in ('interval', 'ttl', 'max_backoff'):
             getattr(opts, name)
         sysfs_root = args.sysfs_root or opts.sysfs_root
+        guest_roots = (args.libvirt_root or opts.libvirt_runtime_dir,
+                       args.cgroup_root or opts.cgroup_root,
+                       None if args.libvirt_root else opts.libvirt_uri)
         host = args.host or conf.host
         if args.print_host_key:
             if not conf.numa_guard.payload_signing_key:
@@ -269,21 +335,14 @@ def main(argv=None):
     except (cfg.Error, ValueError) as exc:
         sys.stderr.write('nova-numa-guard-agent: %s\n' % _one_line(exc))
         return 2
-    except ImportError as exc:
-        sys.stderr.write('nova-numa-guard-agent: the [cache] backend needs a '
-                         'library that is not installed: %s\n' %
-                         _one_line(exc))
-        return 2
     logging.setup(conf, 'nova-numa-guard-agent')
-    agent = Agent(conf, host, sysfs_root, store, out=sys.stdout)
+    agent = Agent(conf, host, sysfs_root, guest_roots, store,
+                  out=sys.stdout)
     if args.once:
         if agent.publish_once():
             return 0
-        problems = agent._sysfs_problems or agent._cache_down
-        if isinstance(problems, frozenset):
-            problems = '; '.join(sorted(problems))
         sys.stderr.write('nova-numa-guard-agent: nothing published: %s\n' %
-                         problems)
+                         agent.why_not())
         return 1
     stop = threading.Event()
 

@@ -148,7 +148,7 @@ class FlavorSpecs(show.ShowOne):
                                  'host cells %s' % (
                                      ','.join(map(str, sorted(stat.nodes))),
                                      ','.join(map(str, ids))))
-            host = host.with_live_free(stat.available_mb())
+            host = host.with_live(topology.LiveMemory(stat.available_mb()))
         return host
 
     def _batch(self, args, host):

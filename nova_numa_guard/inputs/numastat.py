@@ -24,7 +24,7 @@ the sum of the nodes is reported as truncated or garbled text.
 import re
 
 from nova_numa_guard.inputs import InputError
-from nova_numa_guard import payload
+from nova_numa_guard.live import payload
 
 LAST_ROW = 'HugePages_Surp'
 REQUIRED_ROWS = ('MemTotal', 'MemFree')

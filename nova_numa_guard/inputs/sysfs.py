@@ -32,7 +32,7 @@ import os
 import re
 
 from nova_numa_guard.inputs import InputError
-from nova_numa_guard import payload
+from nova_numa_guard.live import payload
 from nova_numa_guard import topology
 
 NODE_DIR = os.path.join('devices', 'system', 'node')
@@ -255,7 +255,7 @@ def read_host(root):
     Hugepages are carved out of a node's MemTotal: the rest is its
     small-page memory. Every hugepage counts as the host's shape (a plan is
     for the flavor, not for now); the memory the node could give now
-    (:attr:`Node.available_mb`) becomes the host's ``live_free``.
+    (:attr:`Node.available_mb`) becomes the host's ``live`` memory.
 
     :raises InputError: when a node cannot be read.
     """
@@ -275,8 +275,8 @@ def read_host(root):
             hugepages={size: (total, 0)
                        for size, (total, _) in node.hugepages.items()},
             distances=distances))
-    return topology.Host(os.path.normpath(root), cells).with_live_free(
-        {node.id: node.available_mb for node in nodes})
+    return topology.Host(os.path.normpath(root), cells).with_live(
+        topology.LiveMemory({node.id: node.available_mb for node in nodes}))
 
 
 def parse_distance(text, source):

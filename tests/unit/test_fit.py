@@ -144,7 +144,8 @@ class JudgeTableTest(testtools.TestCase):
         """Ensures live figures replace the accounted estimate."""
         host = fakes.host(fakes.seed_cells(), used_mb=512)
         self.assertTrue(fit.judge(host, 16 * GB, 4).passes)
-        live = host.with_live_free({0: 10501, 1: 2769})
+        live = host.with_live(topology.LiveMemory(
+            {0: 10501, 1: 2769}, untouched_mb={0: 0, 1: 0}, unseen_mb=0))
         verdict = fit.judge(live, 16 * GB, 4)
         self.assertEqual(fit.USAGE, verdict.kind)
         self.assertIn('live free: cell 0 10501 MB, cell 1 2769 MB',
@@ -153,104 +154,196 @@ class JudgeTableTest(testtools.TestCase):
         self.assertFalse(fit.judge(live, 10 * GB, 4,
                                    reserve=(512, {})).passes)
 
+    def test_untouched_guest_memory_is_not_free(self):
+        """Ensures memory running guests have not touched yet is promised."""
+        host = fakes.host(fakes.seed_cells()).with_live(topology.LiveMemory(
+            {0: 30000, 1: 20000}, untouched_mb={0: 25000, 1: 0},
+            unseen_mb=0))
+        verdict = fit.judge(host, 16 * GB, 4)
+        self.assertTrue(verdict.passes)
+        verdict = fit.judge(host, 20001, 4)
+        self.assertIn('live free: cell 0 5000 MB, cell 1 20000 MB',
+                      verdict.reason)
+
+    def test_older_agent_is_capped_by_accounting(self):
+        """Ensures a payload without guest figures is never looser."""
+        # Accounted: 60000 MB of non-NUMA usage spread by cell size,
+        # 64328 - 29957 = 34370 MB free on cell 0; live says 60000 MB.
+        host = fakes.host(fakes.seed_cells(), used_mb=60000).with_live(
+            topology.LiveMemory({0: 60000, 1: 2000}))
+        verdict = fit.judge(host, 40000, 4)
+        self.assertEqual(fit.USAGE, verdict.kind)
+        self.assertIn('live (capped by accounted) free: cell 0 34370 MB, '
+                      'cell 1 2000 MB', verdict.reason)
+
     def test_partial_live_data_is_ignored(self):
         """Ensures live data must cover every cell to be used."""
         host = fakes.host(fakes.seed_cells())
-        self.assertIs(host, host.with_live_free({0: 100}))
+        self.assertIs(host, host.with_live(topology.LiveMemory({0: 100})))
+        self.assertIs(host, host.with_live(topology.LiveMemory(
+            {0: 100, 5: 100})))
 
     def test_live_data_is_carried_by_the_host(self):
-        """Ensures with_live_free shares the cells instead of copying them."""
+        """Ensures with_live shares the cells instead of copying them."""
         host = fakes.host(fakes.seed_cells())
-        live = host.with_live_free({0: 10501, 1: 2769})
-        self.assertIsNone(host.live_free)
-        self.assertEqual({0: 10501, 1: 2769}, live.live_free)
+        memory = topology.LiveMemory({0: 10501, 1: 2769})
+        live = host.with_live(memory)
+        self.assertIsNone(host.live)
+        self.assertIs(memory, live.live)
         self.assertIs(host.cells, live.cells)
         self.assertEqual((host.name, host.used_mb, host.ram_allocation_ratio),
                          (live.name, live.used_mb, live.ram_allocation_ratio))
 
 
-class JudgeNUMALiveTest(testtools.TestCase):
-    """The live check of NUMA guests on small pages."""
+def _live(cells, free, available=None, untouched=None, unseen=0):
+    """A host of ``cells`` with live memory; guest figures default to 0."""
+    if untouched is None:
+        untouched = dict.fromkeys(free, 0)
+    return fakes.host(cells).with_live(topology.LiveMemory(
+        free, available or free, untouched, unseen))
 
-    def live_host(self, cells, live):
-        return fakes.host(cells).with_live_free(live)
 
-    def test_host_without_live_data_passes(self):
-        """Ensures a host without live data is left to nova."""
-        host = fakes.host(fakes.seed_cells())
-        self.assertTrue(fit.judge_numa_live(host, [100 * GB]).passes)
+FOUR_NODES = [Cell(i, cpus(16 * i, 16), 128 * GB) for i in range(4)]
 
-    def test_fits_on_the_roomiest_cell(self):
-        """Ensures a guest cell fits when one host cell has the memory."""
-        host = self.live_host(fakes.seed_cells(), {0: 14286, 1: 7854})
-        self.assertTrue(fit.judge_numa_live(host, [14286]).passes)
-        verdict = fit.judge_numa_live(host, [14287])
-        self.assertEqual(fit.USAGE, verdict.kind)
-        self.assertEqual(14286, verdict.best_mb)
-        self.assertEqual('NUMA guest needs 14287 MB on 1 distinct cells; '
-                         'live available after the reserve: cell 0 14286 MB, '
-                         'cell 1 7854 MB', verdict.reason)
+# (free, untouched, unseen, bound, expected MB per cell)
+FREE_CASES = [
+    # Untouched guest memory comes off where it is charged.
+    ({0: 30000, 1: 20000}, {0: 25000, 1: 0}, 0, False, [5000, 20000]),
+    # Unseen memory levels the roomiest cells first...
+    ({0: 30000, 1: 20000}, None, 10000, False, [20000, 20000]),
+    ({0: 30000, 1: 20000}, None, 24000, False, [13000, 13000]),
+    ({0: 30000, 1: 20000}, None, 4000, False, [26000, 20000]),
+    # ...and can drive every cell below zero.
+    ({0: 3000, 1: 1000}, None, 10000, False, [-3000, -3000]),
+    # A bound guest's cells are given: unseen memory counts on each.
+    ({0: 30000, 1: 20000}, None, 10000, True, [20000, 10000]),
+]
 
-    def test_reserve_is_applied_per_node(self):
-        """Ensures the per-node reserve comes off each cell's live figure."""
-        host = self.live_host(fakes.seed_cells(), {0: 14286, 1: 7854})
-        self.assertFalse(fit.judge_numa_live(host, [14000],
-                                             reserve=(512, {})).passes)
-        self.assertTrue(fit.judge_numa_live(host, [14000],
-                                            reserve=(0, {1: 4096})).passes)
-        self.assertFalse(fit.judge_numa_live(host, [14000],
-                                             reserve=(0, {0: 300})).passes)
 
-    def test_memory_placed_by_earlier_instances_counts(self):
-        """Ensures memory placed earlier in the request is taken off."""
-        host = self.live_host(fakes.seed_cells(), {0: 14286, 1: 7854})
-        self.assertTrue(fit.judge_numa_live(host, [8192]).passes)
-        verdict = fit.judge_numa_live(host, [8192], placed_mb={0: 8192})
-        self.assertFalse(verdict.passes)
-        self.assertIn('after the reserve and earlier instances: cell 0 '
-                      '6094 MB, cell 1 7854 MB', verdict.reason)
+class FreeEstimateTest(testtools.TestCase):
+    """Free memory per cell, as the filter estimates it."""
 
-    def test_guest_cells_need_distinct_host_cells(self):
-        """Ensures two guest cells cannot share one roomy host cell."""
-        host = self.live_host(fakes.seed_cells(), {0: 40000, 1: 2000})
-        self.assertTrue(fit.judge_numa_live(host, [30000]).passes)
-        self.assertFalse(fit.judge_numa_live(host, [8000, 8000]).passes)
-        self.assertTrue(fit.judge_numa_live(host, [30000, 2000]).passes)
+    def test_cases(self):
+        """Ensures each row of the table gives the documented estimate."""
+        for free, untouched, unseen, bound, expected in FREE_CASES:
+            host = _live(fakes.seed_cells(), free, untouched=untouched,
+                         unseen=unseen)
+            self.assertEqual(expected, fit.free_mb(host, bound=bound),
+                             (free, untouched, unseen, bound))
 
-    def test_not_enough_cells(self):
-        """Ensures more guest cells than host cells fail."""
-        host = self.live_host(fakes.seed_cells(), {0: 40000, 1: 40000})
-        verdict = fit.judge_numa_live(host, [1024, 1024, 1024])
-        self.assertFalse(verdict.passes)
-        self.assertIn('1024+1024+1024 MB on 3 distinct cells',
-                      verdict.reason)
+    def test_bound_guests_use_available_memory(self):
+        """Ensures a bound guest may take the page cache it can reclaim."""
+        host = _live(fakes.seed_cells(), {0: 10501, 1: 2769},
+                     available={0: 14286, 1: 7854},
+                     untouched={0: 1000, 1: 0})
+        self.assertEqual([9501, 2769], fit.free_mb(host))
+        self.assertEqual([13286, 7854], fit.free_mb(host, bound=True))
 
-    def test_cpu_less_memory_node_holds_no_guest_cell(self):
-        """Ensures a memory-only node (CXL) is not counted as a cell."""
-        cells = TOPOLOGIES['memory_only_node']
-        host = self.live_host(cells, {0: 1000, 1: 1000, 2: 200000})
-        verdict = fit.judge_numa_live(host, [16 * GB])
-        self.assertFalse(verdict.passes)
-        self.assertEqual('NUMA guest needs 16384 MB on 1 distinct cells; '
-                         'live available after the reserve: cell 0 1000 MB, '
-                         'cell 1 1000 MB', verdict.reason)
-        self.assertFalse(fit.judge_numa_live(host, [500, 500, 500]).passes)
+    def test_memory_only_node_is_not_levelled(self):
+        """Ensures unseen guests are not assumed to settle on a CXL node."""
+        host = _live(TOPOLOGIES['memory_only_node'],
+                     {0: 20000, 1: 10000, 2: 200000}, unseen=10000)
+        self.assertEqual([10000, 10000, 200000], fit.free_mb(host))
+
+    def test_without_live_data_it_is_the_accounted_estimate(self):
+        """Ensures hosts without live data get the accounted estimate."""
+        host = fakes.host(fakes.seed_cells(), used_mb=115566)
+        self.assertEqual(fit.accounted_free_mb(host), fit.free_mb(host))
+
+
+class LevelTest(testtools.TestCase):
+
+    @hypothesis.settings(max_examples=300, deadline=None, derandomize=True)
+    @hypothesis.given(
+        st.lists(st.integers(-5000, 100000), min_size=1, max_size=8),
+        st.lists(st.integers(1, 40000), min_size=1, max_size=6),
+        st.randoms(use_true_random=False))
+    def test_roomiest_cell_keeps_the_level(self, free, guests, rng):
+        """Ensures the level is a floor for the roomiest cell.
+
+        However guests of the charged total settle (each on any cell), the
+        cell with the most room left has at least the roomiest levelled
+        cell's figure; and levelling gives up at least the amount.
+        """
+        amount = sum(guests)
+        levelled = fit.level(free, amount, [True] * len(free))
+        self.assertGreaterEqual(sum(free) - sum(levelled), amount)
+        self.assertTrue(all(b <= a for a, b in zip(free, levelled)))
+        left = list(free)
+        for mb in guests:
+            left[rng.randrange(len(left))] -= mb
+        self.assertGreaterEqual(max(left), max(levelled))
+
+    def test_ineligible_cells_are_kept(self):
+        """Ensures only eligible cells are levelled."""
+        self.assertEqual([5, 100, 0],
+                         fit.level([10, 100, 0], 5, [True, False, True]))
+        self.assertEqual([-3, 100, -3],
+                         fit.level([10, 100, 0], 15, [True, False, True]))
+        self.assertEqual([7, 8], fit.level([7, 8], 5, [False, False]))
+
+
+class BoundTest(testtools.TestCase):
+    """NUMA guests on small pages, bound to the cells nova picks."""
+
+    def test_free_is_per_cell_that_can_hold_a_guest_cell(self):
+        """Ensures memory-only and memory-less cells are left out."""
+        host = _live(TOPOLOGIES['memory_only_node'],
+                     {0: 1000, 1: 2000, 2: 200000})
+        self.assertEqual({0: 1000, 1: 2000}, fit.bound_free_mb(host))
+        host = _live(TOPOLOGIES['cpu_only_node'], {0: 0, 1: 9000})
+        self.assertEqual({1: 9000}, fit.bound_free_mb(host))
 
     def test_pinned_cpus_make_a_cell_count(self):
         """Ensures a cell with dedicated CPUs only still holds guest cells."""
         cells = [Cell(0, frozenset(), 32 * GB, pcpus=cpus(0, 8)),
                  Cell(1, cpus(8, 8), 32 * GB)]
-        host = self.live_host(cells, {0: 20000, 1: 1000})
-        self.assertTrue(fit.judge_numa_live(host, [16 * GB]).passes)
+        host = _live(cells, {0: 20000, 1: 1000})
+        self.assertEqual({0: 20000, 1: 1000}, fit.bound_free_mb(host))
 
-    def test_memory_less_cell_holds_no_guest_cell(self):
-        """Ensures a CPU-only node (no small-page memory) is not counted."""
-        host = self.live_host(TOPOLOGIES['cpu_only_node'], {0: 0, 1: 9000})
-        self.assertTrue(fit.judge_numa_live(host, [8192]).passes)
-        self.assertFalse(fit.judge_numa_live(host, [0, 8192]).passes)
-        host = self.live_host([Cell(0, cpus(0, 4), 0)], {0: 0})
-        verdict = fit.judge_numa_live(host, [1024])
-        self.assertIn('no cell with CPUs and memory', verdict.reason)
+    def test_placed_memory_and_reserve_come_off(self):
+        """Ensures earlier instances and the per-node reserve count."""
+        host = _live(fakes.seed_cells(), {0: 14286, 1: 7854})
+        self.assertEqual({0: 6094 - 512, 1: 7854},
+                         fit.bound_free_mb(host, reserve=(0, {0: 512}),
+                                           placed_mb={0: 8192}))
+
+    def test_judged_without_nova_when_the_cells_do_not_matter(self):
+        """Ensures the cheap answers: no distinct cells, or every cell."""
+        host = _live(FOUR_NODES, {0: 40000, 1: 2000, 2: 2000, 3: 30000})
+        free = fit.bound_free_mb(host)
+        self.assertIsNone(fit.judge_bound(host, [20000, 20000], free))
+        verdict = fit.judge_bound(host, [20000, 20000, 20000], free)
+        self.assertEqual(fit.USAGE, verdict.kind)
+        self.assertEqual(
+            'NUMA guest needs 20000+20000+20000 MB on 3 distinct cells; '
+            'live free for bound memory: cell 0 40000 MB, cell 1 2000 MB, '
+            'cell 2 2000 MB, cell 3 30000 MB', verdict.reason)
+        self.assertIs(fit.PASS, fit.judge_bound(host, [2000, 2000], free))
+        self.assertIs(fit.PASS, fit.judge_bound(host, [], free))
+
+    def test_the_cells_nova_binds_must_have_room(self):
+        """Ensures nova's chosen cells are judged, not any cells with room."""
+        host = _live(FOUR_NODES, {0: 40000, 1: 2000, 2: 2000, 3: 30000})
+        free = fit.bound_free_mb(host)
+        self.assertTrue(fit.judge_cells(host, [(0, 20000), (3, 20000)],
+                                        free).passes)
+        verdict = fit.judge_cells(host, [(1, 20000), (2, 20000)], free)
+        self.assertFalse(verdict.passes)
+        self.assertEqual(
+            'NUMA guest is bound by nova to 20000 MB on cell 1, 20000 MB on '
+            'cell 2; live free for bound memory: cell 0 40000 MB, cell 1 '
+            '2000 MB, cell 2 2000 MB, cell 3 30000 MB', verdict.reason)
+        self.assertTrue(fit.judge_cells(host, None, free).passes)
+
+    def test_accounted_estimate_when_there_is_no_live_data(self):
+        """Ensures the same check runs on the accounted estimate."""
+        # 100000 MB of non-NUMA guests spread: ~14 GB free per cell.
+        host = fakes.host(fakes.seed_cells(), used_mb=100512)
+        free = fit.bound_free_mb(host)
+        verdict = fit.judge_bound(host, [16 * GB], free)
+        self.assertFalse(verdict.passes)
+        self.assertIn('accounted free for bound memory', verdict.reason)
 
 
 class AccountedFreeTest(testtools.TestCase):
@@ -305,8 +398,14 @@ def hosts_and_requests(draw):
     host = fakes.host(cells, used_mb=draw(st.integers(0, 400000)),
                       ratio=draw(st.sampled_from([1.0, 1.5])))
     if draw(st.booleans()):
-        host = host.with_live_free(
-            {c.id: draw(st.integers(-1000, 200000)) for c in cells})
+        figures = st.integers(-1000, 200000)
+        untouched = None
+        unseen = None
+        if draw(st.booleans()):
+            untouched = {c.id: draw(st.integers(0, 50000)) for c in cells}
+            unseen = draw(st.integers(0, 50000))
+        host = host.with_live(topology.LiveMemory(
+            {c.id: draw(figures) for c in cells}, None, untouched, unseen))
     reserve = (draw(st.integers(0, 4096)),
                draw(st.dictionaries(st.integers(0, 63), st.integers(0, 8192),
                                     max_size=3)))
@@ -323,9 +422,34 @@ def hosts_and_requests(draw):
 def _expected_free(host, reserve, estimate):
     """Free memory per cell, written out from the documented rules."""
     default, per_node = reserve
-    if host.live_free is not None:
-        return {c.id: host.live_free[c.id] - per_node.get(c.id, default)
-                for c in host.cells}
+    accounted = _expected_accounted(host, reserve, estimate)
+    live = host.live
+    if live is None:
+        return accounted
+    free = {c.id: live.free_mb[c.id] - per_node.get(c.id, default)
+            for c in host.cells}
+    if live.untouched_mb is None:
+        return {i: min(free[i], accounted[i]) for i in free}
+    free = {i: mb - live.untouched_mb[i] for i, mb in free.items()}
+    if not live.unseen_mb:
+        return free
+    # Water-filling, by bisection on the level.
+    eligible = [c.id for c in host.cells if c.holds_guests]
+    if not eligible:
+        return free
+    low, high = min(free.values()) - live.unseen_mb - 1, max(free.values())
+    while high - low > 1:
+        mid = (low + high) // 2
+        if sum(max(0, free[i] - mid) for i in eligible) >= live.unseen_mb:
+            low = mid
+        else:
+            high = mid
+    return {i: min(mb, low) if i in eligible else mb
+            for i, mb in free.items()}
+
+
+def _expected_accounted(host, reserve, estimate):
+    default, per_node = reserve
     numa = sum(c.numa_used_mb for c in host.cells)
     non_numa = max(0, host.used_mb - numa)
     total = sum(c.small_page_mb for c in host.cells if c.small_page_mb > 0)
@@ -401,8 +525,8 @@ class JudgePropertyTest(testtools.TestCase):
         host = case['host']
         busier = fakes.host(host.cells, used_mb=host.used_mb + used,
                             ratio=host.ram_allocation_ratio)
-        if host.live_free is not None:
-            busier = busier.with_live_free(host.live_free)
+        if host.live is not None:
+            busier = busier.with_live(host.live)
         default, per_node = case['reserve']
         tighter = (default + reserve,
                    {node: mb + reserve for node, mb in per_node.items()})

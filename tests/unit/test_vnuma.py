@@ -291,15 +291,15 @@ class PlanWarningTest(testtools.TestCase):
 
     def test_live_free_memory_warning(self):
         """Ensures numastat's free memory that cannot take the nodes warns."""
-        host = topology.Host('seed', HOSTS['seed']).with_live_free(
-            {0: 10501, 1: 2769})
+        host = topology.Host('seed', HOSTS['seed']).with_live(
+            topology.LiveMemory({0: 10501, 1: 2769}))
         plan = vnuma.plan(16, 100000, host)
         self.assertIn("the host's nodes do not have the free memory for the "
                       "guest nodes now (node 0 10501 MB, node 1 2769 MB "
                       "free; guest nodes of 50000/50000 MB)",
                       plan.warnings[-1])
-        roomy = topology.Host('seed', HOSTS['seed']).with_live_free(
-            {0: 50000, 1: 50000})
+        roomy = topology.Host('seed', HOSTS['seed']).with_live(
+            topology.LiveMemory({0: 50000, 1: 50000}))
         self.assertEqual([vnuma.SMALL_PAGES_WARNING],
                          vnuma.plan(16, 100000, roomy).warnings)
 

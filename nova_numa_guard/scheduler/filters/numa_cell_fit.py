@@ -21,7 +21,9 @@ from nova.scheduler import utils
 from nova_numa_guard import conf
 from nova_numa_guard import fit
 from nova_numa_guard import host_view
-from nova_numa_guard import sources
+from nova_numa_guard import live
+from nova_numa_guard.live import source
+from nova_numa_guard import request_view
 
 LOG = log.getLogger(__name__)
 CONF = nova.conf.CONF
@@ -29,52 +31,61 @@ conf.register_opts(CONF)
 
 # Verdict kind: no trusted live data, [numa_guard] on_missing_live_data=reject
 NO_LIVE_DATA = 'no_live_data'
-# Guest cell page sizes that mean small pages: unset, "small"
-# (nova.virt.hardware.MEMPAGES_SMALL) or 4 KiB.
-_SMALL_PAGE_SIZES = (None, -1, 4)
 
 
 class NUMACellFitFilter(filters.BaseHostFilter):
-    """Keep guests without a NUMA topology inside one host NUMA cell.
+    """Keep guests inside the host NUMA cells that can hold their memory.
 
-    Requests with a NUMA topology (``hw:numa_nodes``, pinning, page sizes) and
-    hosts with no NUMA topology or a single cell pass: they are
-    ``NUMATopologyFilter``'s business or have nothing to span. A request
-    without a NUMA topology passes a multi-cell host only when some cell with
-    shared CPUs and small-page memory
+    A request without a NUMA topology passes a host with two or more cells
+    only when some cell with shared CPUs and small-page memory
 
     * is big enough for the guest: memory less the per-node reserve, and
       shared CPUs when ``[numa_guard] cpu_fit`` is set, and
-    * has the memory free now: live per-node data when the memory source has
-      fresh data for the host, else nova's accounting with an estimate of what
-      guests without a NUMA topology use (``[numa_guard]
-      non_numa_memory_estimate``), after the earlier instances of the same
+    * has the memory free now, after the earlier instances of the same
       multi-create request.
 
-    With a live memory source (``[numa_guard] memory_source`` ``cache`` or
-    ``file``), requests with a NUMA topology on small pages also need, per
-    guest cell, a distinct host cell with that much live available memory;
-    hosts without trusted live data are handled per ``[numa_guard]
-    on_missing_live_data``.
+    A request with a NUMA topology on small pages (``hw:numa_nodes`` or
+    pinning without ``hw:mem_page_size``) passes when every host cell nova
+    binds it to (nova's own ``numa_fit_instance_to_host``, per allocation
+    candidate, as ``NUMATopologyFilter`` calls it) has the guest cell's
+    memory free: nova's per-cell accounting ignores guests without a NUMA
+    topology. Hugepage-backed requests are left to nova's page accounting.
 
-    Bad or missing data never raises: it is logged and the host passes.
+    Free memory is estimated from the live data of ``[numa_guard]
+    memory_source`` when it has trusted data for the host, else from nova's
+    accounting (``[numa_guard] non_numa_memory_estimate``); hosts without
+    trusted live data are handled per ``[numa_guard] on_missing_live_data``.
+    Hosts with no NUMA topology or a single cell pass. Bad or missing data
+    never raises: it is logged and the host passes.
     """
 
     RUN_ON_REBUILD = False
 
     def __init__(self):
         super().__init__()
-        opts = CONF.numa_guard
-        # Read everything once: a bad value stops the scheduler at start.
-        self._reserve = opts.reserved_node_memory_mb
-        self._cpu_fit = opts.cpu_fit
-        self._dry_run = opts.dry_run
-        self._estimate = opts.non_numa_memory_estimate
-        self._on_missing = opts.on_missing_live_data
-        self._source = sources.load(opts.memory_source)
+        # Read everything once: a bad value stops the scheduler at start,
+        # in one line that names the option.
+        opts = conf.check_scheduler(CONF)
+        self._reserve = opts['reserved_node_memory_mb']
+        self._cpu_fit = opts['cpu_fit']
+        self._dry_run = opts['dry_run']
+        self._estimate = opts['non_numa_memory_estimate']
+        self._on_missing = opts['on_missing_live_data']
+        self._reserved_host_mb = CONF.reserved_host_memory_mb
+        self._source = live.load(opts['memory_source'])
+        if self._source.live and not opts['payload_signing_key']:
+            LOG.warning("NUMACellFitFilter trusts unsigned live memory data "
+                        "(memory_source = %s): whoever can write to it "
+                        "steers scheduling. Set [numa_guard] "
+                        "payload_signing_key, and each agent's "
+                        "[numa_guard_agent] host_signing_key.",
+                        opts['memory_source'])
+        self._throttle = source.Throttle()
+        # Per-node reserves for nodes not seen missing on a host yet.
+        self._reserve_unchecked = set(self._reserve[1])
 
     def host_passes(self, host_state, spec_obj):
-        """Return True if a guest of ``spec_obj`` fits one cell of the host."""
+        """Return True if a guest of ``spec_obj`` fits the host's cells."""
         return bool(list(self.filter_all([host_state], spec_obj)))
 
     def filter_all(self, filter_obj_list, spec_obj):
@@ -82,13 +93,12 @@ class NUMACellFitFilter(filters.BaseHostFilter):
         if utils.request_is_rebuild(spec_obj):
             yield from filter_obj_list
             return
-        if spec_obj.numa_topology is not None:
-            yield from self._filter_numa(filter_obj_list, spec_obj)
+        request = request_view.of(spec_obj)
+        if request is None:
+            yield from filter_obj_list
             return
         host_states = list(filter_obj_list)
-        memory_mb, vcpus = spec_obj.memory_mb, spec_obj.vcpus
-        instance_uuid = spec_obj.instance_uuid
-        live = self._live_free(host_states)
+        live_data = self._live_data(host_states)
         debug = LOG.isEnabledFor(logging.DEBUG)
         # Only counts and the best rejection of each kind are kept: holding
         # every verdict would let thousands of objects survive into the
@@ -96,8 +106,7 @@ class NUMACellFitFilter(filters.BaseHostFilter):
         rejected = 0
         best = {}
         for host_state in host_states:
-            verdict = self._judge(host_state, instance_uuid, memory_mb, vcpus,
-                                  live)
+            verdict = self._judge(host_state, request, live_data)
             if verdict.passes:
                 yield host_state
                 continue
@@ -106,17 +115,127 @@ class NUMACellFitFilter(filters.BaseHostFilter):
             if kept is None or (verdict.best_mb or 0) > (kept[1].best_mb or 0):
                 best[verdict.kind] = (host_state, verdict)
             if debug:
-                self._log_rejection(host_state, verdict, instance_uuid)
+                self._log_rejection(host_state, verdict, request.uuid)
             if self._dry_run:
                 yield host_state
         if rejected and (self._dry_run or rejected == len(host_states)):
             try:
-                self._log_summary(instance_uuid, memory_mb, vcpus,
-                                  len(host_states), rejected, best)
+                self._log_summary(request, len(host_states), rejected, best)
             except Exception:
                 LOG.warning("NUMACellFitFilter could not summarise the "
-                            "request", instance_uuid=instance_uuid,
+                            "request", instance_uuid=request.uuid,
                             exc_info=True)
+
+    def _live_data(self, host_states):
+        try:
+            return self._source.live_data([hs.host for hs in host_states])
+        except Exception:
+            LOG.warning("NUMACellFitFilter: memory source %s failed; judging "
+                        "hosts on accounted memory for this request",
+                        type(self._source).__name__, exc_info=True)
+            return source.LiveData()
+
+    def _judge(self, host_state, request, live_data):
+        try:
+            view = host_view.get(host_state)
+            if self._reserve_unchecked:
+                self._check_reserve_nodes(view.host)
+            host = view.host
+            if live_data.hosts or live_data.missing:
+                host, verdict = self._with_live(view, live_data)
+                if verdict is not None:
+                    return verdict
+            if request.cells is None:
+                return self._judge_floating(view, host, host_state, request)
+            return self._judge_bound(view, host, host_state, request)
+        except Exception:
+            LOG.warning("NUMACellFitFilter could not judge %(host)s, "
+                        "%(node)s; letting it pass",
+                        {'host': host_state.host, 'node': host_state.nodename},
+                        instance_uuid=request.uuid, exc_info=True)
+            return fit.PASS
+
+    def _check_reserve_nodes(self, host):
+        """Warn once per reserved node id a host does not have."""
+        absent = self._reserve_unchecked.difference(c.id for c in host.cells)
+        if absent and host.cells:
+            self._reserve_unchecked -= absent
+            LOG.warning("[numa_guard] reserved_node_memory_mb names node(s) "
+                        "%(nodes)s, which %(host)s does not have (its nodes: "
+                        "%(cells)s); nothing is reserved there",
+                        {'nodes': ', '.join(map(str, sorted(absent))),
+                         'host': host.name,
+                         'cells': ', '.join(str(c.id) for c in host.cells)})
+
+    def _with_live(self, view, live_data):
+        """The host with its live figures, or the verdict without them.
+
+        :returns: ``(host, None)`` to judge the host (with live data, or on
+            accounted data), or ``(host, verdict)`` when ``[numa_guard]
+            on_missing_live_data`` decides for a host without trusted data.
+        """
+        host = view.host
+        trusted = live_data.hosts.get(host.name)
+        if trusted is not None:
+            with_live = host.with_live(host_view.live_memory(
+                view, trusted, self._reserved_host_mb))
+            if with_live.live is not None:
+                return with_live, None
+            reason = 'its nodes %s do not cover the cells %s nova has' % (
+                sorted(trusted.free_mb), [c.id for c in host.cells])
+            if self._throttle('uncovered'):
+                LOG.warning("NUMACellFitFilter: ignoring the live data of "
+                            "%(host)s: %(reason)s; handled per [numa_guard] "
+                            "on_missing_live_data = %(policy)s. Next such "
+                            "warning in %(interval)d s at the earliest.",
+                            {'host': host.name, 'reason': reason,
+                             'policy': self._on_missing,
+                             'interval': self._throttle.interval})
+        else:
+            reason = live_data.missing.get(host.name)
+            if reason is None:
+                return host, None
+        if self._on_missing == 'accounted':
+            return host, None
+        if self._on_missing == 'pass':
+            return host, fit.PASS
+        return host, fit.Verdict(False, NO_LIVE_DATA, None, None, lambda: (
+            'no trusted live memory data (%s) and [numa_guard] '
+            'on_missing_live_data = reject' % reason))
+
+    def _judge_floating(self, view, host, host_state, request):
+        placed = 0
+        if request.memory_mb > 0:
+            placed = int(round(view.placed_mb(host_state) /
+                               request.memory_mb))
+        return fit.judge(host, request.memory_mb, request.vcpus,
+                         reserve=self._reserve, cpu_fit=self._cpu_fit,
+                         estimate=self._estimate, placed=placed)
+
+    def _judge_bound(self, view, host, host_state, request):
+        placed = None
+        if view.placed_mb(host_state) > 0:
+            placed = _numa_placed_mb(view, host_state)
+        free = fit.bound_free_mb(host, self._reserve, self._estimate, placed)
+        verdict = fit.judge_bound(host, request.cells, free)
+        if verdict is not None:
+            return verdict
+        # It depends on the cells nova picks: ask nova, per allocation
+        # candidate, as NUMATopologyFilter does, and keep the candidates
+        # whose cells have room.
+        candidates = host_state.allocation_candidates or [None]
+        good = []
+        for candidate in candidates:
+            verdict = fit.judge_cells(host, request.nova_cells(
+                host_state, candidate), free)
+            if verdict.passes:
+                good.append(candidate)
+        if not good:
+            return verdict
+        if (len(good) < len(candidates) and not self._dry_run and
+                host_state.allocation_candidates):
+            host_state.allocation_candidates = good
+        return fit.PASS
 
     def _log_rejection(self, host_state, verdict, instance_uuid):
         LOG.debug("%(host)s, %(node)s fails NUMA cell fit%(dry)s: %(reason)s",
@@ -125,136 +244,21 @@ class NUMACellFitFilter(filters.BaseHostFilter):
                    'reason': verdict},
                   instance_uuid=instance_uuid)
 
-    @staticmethod
-    def _cannot_judge(host_state, instance_uuid):
-        LOG.warning("NUMACellFitFilter could not judge %(host)s, %(node)s; "
-                    "letting it pass",
-                    {'host': host_state.host, 'node': host_state.nodename},
-                    instance_uuid=instance_uuid, exc_info=True)
-        return fit.PASS
-
-    def _live_free(self, host_states):
-        try:
-            return self._source.live_free_mb(
-                [hs.host for hs in host_states])
-        except Exception:
-            LOG.warning("NUMACellFitFilter: memory source %s failed; judging "
-                        "hosts on accounted memory for this request",
-                        type(self._source).__name__, exc_info=True)
-            return {}
-
-    def _judge(self, host_state, instance_uuid, memory_mb, vcpus, live):
-        try:
-            view = host_view.get(host_state)
-            host = view.host
-            placed = 0
-            if memory_mb > 0:
-                placed = int(round(view.placed_mb(host_state) / memory_mb))
-            host, fallback = self._with_live(host, live.get(host.name), live)
-            if fallback is not None:
-                return fallback
-            return fit.judge(host, memory_mb, vcpus, reserve=self._reserve,
-                             cpu_fit=self._cpu_fit, estimate=self._estimate,
-                             placed=placed)
-        except Exception:
-            return self._cannot_judge(host_state, instance_uuid)
-
-    def _with_live(self, host, per_node, live):
-        """The host with its live figures, and the verdict without them.
-
-        :returns: ``(host, None)`` to judge the host (with live data, or on
-            accounted data), or ``(host, verdict)`` when
-            ``on_missing_live_data`` decides for a host without trusted data.
-        """
-        if per_node:
-            host = host.with_live_free(per_node)
-        return host, self._without_live_data(live, host, per_node)
-
-    def _without_live_data(self, live, host, per_node):
-        """Apply ``on_missing_live_data`` to a host without trusted data.
-
-        :returns: None to judge the host as it is (live, or accounted), else
-            the verdict: PASS, or a rejection naming why.
-        """
-        if per_node:
-            if not host.cells or host.live_free is not None:
-                return None
-            reason = 'live data has nodes %s, nova has cells %s' % (
-                sorted(per_node), [c.id for c in host.cells])
-        else:
-            reason = getattr(live, 'missing', {}).get(host.name)
-            if reason is None:
-                return None
-        if self._on_missing == 'accounted':
-            return None
-        if self._on_missing == 'pass':
-            return fit.PASS
-        return fit.Verdict(False, NO_LIVE_DATA, None, None, lambda: (
-            'no trusted live memory data (%s) and [numa_guard] '
-            'on_missing_live_data = reject' % reason))
-
-    def _filter_numa(self, host_states, spec_obj):
-        """Live check of NUMA guests on small pages; others pass.
-
-        Nova binds their memory strictly per cell but accounts only NUMA
-        guests there; with live data each guest cell needs a distinct host
-        cell with that much available memory. Hugepage guests are left to
-        nova's page accounting.
-        """
-        cells = spec_obj.numa_topology.cells
-        if not self._source.live or not all(map(_on_small_pages, cells)):
-            yield from host_states
-            return
-        host_states = list(host_states)
-        need = [cell.memory for cell in cells]
-        instance_uuid = spec_obj.instance_uuid
-        live = self._live_free(host_states)
-        passed = 0
-        for host_state in host_states:
-            verdict = self._judge_numa(host_state, instance_uuid, need, live)
-            if verdict.passes:
-                passed += 1
-                yield host_state
-                continue
-            self._log_rejection(host_state, verdict, instance_uuid)
-            if self._dry_run:
-                yield host_state
-        if host_states and not passed:
-            LOG.info("NUMACellFitFilter %(what)s all %(count)d hosts: the "
-                     "NUMA guest needs %(need)s MB of live available memory "
-                     "on %(cells)d distinct cells; free memory on a host",
-                     {'what': 'would have removed' if self._dry_run
-                      else 'removed', 'count': len(host_states),
-                      'need': '+'.join('%d' % mb for mb in need),
-                      'cells': len(need)},
-                     instance_uuid=instance_uuid)
-
-    def _judge_numa(self, host_state, instance_uuid, need, live):
-        try:
-            view = host_view.get(host_state)
-            host = view.host
-            host, fallback = self._with_live(
-                host, getattr(live, 'available', {}).get(host.name), live)
-            if fallback is not None:
-                return fallback
-            placed = None
-            if view.placed_mb(host_state) > 0:
-                placed = _numa_placed_mb(view, host_state)
-            return fit.judge_numa_live(host, need, self._reserve, placed)
-        except Exception:
-            return self._cannot_judge(host_state, instance_uuid)
-
-    def _log_summary(self, instance_uuid, memory_mb, vcpus, total, rejected,
-                     best):
+    def _log_summary(self, request, total, rejected, best):
         """One INFO line for a request that lost every host (or would have).
 
         :param best: ``{verdict kind: (host_state, verdict)}``, the rejection
             of each kind with the largest ``best_mb``.
         """
-        need = '%d MB and %d vCPUs' % (memory_mb, vcpus)
-        if fit.USAGE in best:
+        if fit.USAGE in best and request.cells is not None:
             host_state, verdict = best[fit.USAGE]
-            why = ('largest free memory of a cell that is big enough is '
+            why = ('the most free memory of a cell is %d MB (%s); free '
+                   'memory on a host, or back the guest with hugepages '
+                   '(hw:mem_page_size=large), which nova accounts per cell'
+                   % (verdict.best_mb, host_state.host))
+        elif fit.USAGE in best:
+            host_state, verdict = best[fit.USAGE]
+            why = ('the most free memory of a cell that is big enough is '
                    '%d MB (%s); free memory on a host or give the flavor '
                    'a vNUMA topology' % (verdict.best_mb, host_state.host))
         elif fit.STATIC in best:
@@ -264,7 +268,7 @@ class NUMACellFitFilter(filters.BaseHostFilter):
                    'flavor-specs --vcpus %d --ram %d --cells %s' % (
                        'any host' if rejected == total else 'those hosts',
                        verdict.best_mb, verdict.best_cpus, host_state.host,
-                       vcpus, memory_mb,
+                       request.vcpus, request.memory_mb,
                        _cells_arg(host_state, self._reserve)))
         else:
             why = ('no host has trusted live memory data and [numa_guard] '
@@ -272,23 +276,15 @@ class NUMACellFitFilter(filters.BaseHostFilter):
                    'nova-numa-guard-agent and the memory source')
         if self._dry_run:
             LOG.info("NUMACellFitFilter (dry run) would have removed "
-                     "%(count)d of %(total)d hosts: the flavor needs "
-                     "%(need)s in one NUMA cell; %(why)s",
+                     "%(count)d of %(total)d hosts: %(need)s; %(why)s",
                      {'count': rejected, 'total': total,
-                      'need': need, 'why': why},
-                     instance_uuid=instance_uuid)
+                      'need': request.need, 'why': why},
+                     instance_uuid=request.uuid)
         else:
-            LOG.info("NUMACellFitFilter removed all %(count)d hosts: the "
-                     "flavor needs %(need)s in one NUMA cell; %(why)s",
-                     {'count': rejected, 'need': need, 'why': why},
-                     instance_uuid=instance_uuid)
-
-
-def _on_small_pages(guest_cell):
-    """Whether a guest cell uses small pages (no ``hw:mem_page_size``)."""
-    if not guest_cell.obj_attr_is_set('pagesize'):
-        return True
-    return guest_cell.pagesize in _SMALL_PAGE_SIZES
+            LOG.info("NUMACellFitFilter removed all %(count)d hosts: "
+                     "%(need)s; %(why)s",
+                     {'count': rejected, 'need': request.need, 'why': why},
+                     instance_uuid=request.uuid)
 
 
 def _numa_placed_mb(view, host_state):

@@ -22,7 +22,7 @@ import testtools
 from nova_numa_guard.inputs import InputError
 from nova_numa_guard.inputs import numastat
 from nova_numa_guard.inputs import sysfs
-from nova_numa_guard import payload
+from nova_numa_guard.live import payload
 from tests import fake_sysfs
 
 PROPERTY = hypothesis.settings(max_examples=200, deadline=None,
@@ -59,7 +59,7 @@ class SeedTreeTest(SysfsTestCase):
         """Ensures sysfs and numastat -m use one available-memory formula."""
         self.write_seed()
         calls = self.useFixture(fixtures.MockPatch(
-            'nova_numa_guard.payload.available_mb',
+            'nova_numa_guard.live.payload.available_mb',
             side_effect=payload.available_mb))
         from_sysfs = {n.id: n.available_mb
                       for n in sysfs.read_nodes(self.root)}
@@ -282,7 +282,7 @@ class ReadHostTest(SysfsTestCase):
         self.assertEqual([64328, 64510],
                          [c.small_page_mb for c in host.cells])
         # MemFree + Inactive(file) + SReclaimable, capped at MemTotal.
-        self.assertEqual({0: 14286, 1: 7854}, host.live_free)
+        self.assertEqual({0: 14286, 1: 7854}, host.live.available_mb)
         self.assertEqual({0: 10, 1: 21}, cell0.distances)
         self.assertEqual({0: 21, 1: 10}, cell1.distances)
         self.assertEqual({2048: (0, 0), 1048576: (0, 0)}, cell0.hugepages)

@@ -12,6 +12,7 @@
 
 from unittest import mock
 
+import fixtures
 import hypothesis
 from hypothesis import strategies as st
 from nova import objects
@@ -19,18 +20,44 @@ from nova.scheduler import filters as nova_filters
 from nova import test
 
 from nova_numa_guard import host_view
+from nova_numa_guard import live
+from nova_numa_guard.live import payload
+from nova_numa_guard.live import source
 from nova_numa_guard.scheduler.filters import numa_cell_fit
-from nova_numa_guard import sources
 from nova_numa_guard import topology
 from tests.unit import fakes
 
 GB = 1024
 
 
-def _numa_request(memory_mb, vcpus):
-    return objects.InstanceNUMATopology(cells=[
-        objects.InstanceNUMACell(id=0, cpuset=set(range(vcpus)),
-                                 pcpuset=set(), memory=memory_mb)])
+def _numa_request(*cells_mb, pagesize=None):
+    """A NUMA topology of one guest cell per MB figure, 2 vCPUs each."""
+    cells = []
+    for i, memory_mb in enumerate(cells_mb):
+        cell = objects.InstanceNUMACell(
+            id=i, cpuset={2 * i, 2 * i + 1}, pcpuset=set(),
+            memory=memory_mb)
+        if pagesize is not None:
+            cell.pagesize = pagesize
+        cells.append(cell)
+    return objects.InstanceNUMATopology(cells=cells)
+
+
+def _trusted(host, free, available=None, untouched=None, guests_mb=None):
+    return payload.Trusted(host, 0.0, free, available or free, untouched,
+                           guests_mb)
+
+
+def _four_node_host(name='four-node-128g', numa_used=(0, 0, 20000, 20000)):
+    """4 cells of 16 CPUs and 128 GB; NUMA guests on cells 2 and 3.
+
+    Nova's accounting shows cells 0 and 1 emptiest, so nova binds a
+    two-cell guest to them.
+    """
+    cells = [topology.Cell(i, fakes.cpus(16 * i, 16), 128 * GB,
+                           small_page_used_mb=used)
+             for i, used in enumerate(numa_used)]
+    return fakes.host_state(cells, used_mb=512 + sum(numa_used), name=name)
 
 
 class NUMACellFitFilterTest(test.NoDBTestCase):
@@ -53,11 +80,81 @@ class NUMACellFitFilterTest(test.NoDBTestCase):
         self.assertTrue(self.filt.host_passes(self.seed,
                                               fakes.request_spec(16 * GB, 4)))
 
-    def test_numa_request_passes(self):
-        """Ensures guests with a NUMA topology are NUMATopologyFilter's."""
-        spec = fakes.request_spec(70000, 4,
-                                  numa_topology=_numa_request(70000, 4))
+    def test_hugepage_numa_request_passes(self):
+        """Ensures hugepage guests are left to nova's page accounting."""
+        spec = fakes.request_spec(
+            70000, 2, numa_topology=_numa_request(70000, pagesize=2048))
         self.assertTrue(self.filt.host_passes(self.seed, spec))
+
+    def test_small_page_numa_request_needs_room_on_its_cells(self):
+        """Ensures a NUMA guest on small pages is checked per cell."""
+        spec = fakes.request_spec(
+            16 * GB, 2, numa_topology=_numa_request(16 * GB))
+        self.assertTrue(self.filt.host_passes(self.seed, spec))
+        # 100000 MB of guests without a NUMA topology, which nova does not
+        # count per cell: about 14 GB free per cell, accounted.
+        busy = fakes.host_state(fakes.seed_cells(), used_mb=100512,
+                                name='busy')
+        with mock.patch.object(numa_cell_fit.LOG, 'debug',
+                               autospec=True) as debug:
+            self.assertFalse(self.filt.host_passes(busy, spec))
+        message = debug.call_args[0][0] % debug.call_args[0][1]
+        self.assertEqual(
+            'busy, busy fails NUMA cell fit: NUMA guest needs 16384 MB on 1 '
+            'distinct cells; accounted free for bound memory: cell 0 14142 '
+            'MB, cell 1 14183 MB', message)
+
+    def test_numa_guest_is_judged_on_the_cells_nova_binds(self):
+        """Ensures the cells nova picks decide, not any cells with room."""
+        spec = fakes.request_spec(
+            40000, 4, numa_topology=_numa_request(20000, 20000))
+        host = _four_node_host()
+        full_where_nova_binds = _trusted(
+            host.host, {0: 2000, 1: 2000, 2: 40000, 3: 40000})
+        with mock.patch.object(
+                self.filt._source, 'live_data', autospec=True,
+                return_value=source.LiveData(
+                    {host.host: full_where_nova_binds})):
+            with mock.patch.object(numa_cell_fit.LOG, 'debug',
+                                   autospec=True) as debug:
+                self.assertEqual([], self._passing([host], spec))
+        message = debug.call_args[0][0] % debug.call_args[0][1]
+        self.assertIn('NUMA guest is bound by nova to 20000 MB on cell 0, '
+                      '20000 MB on cell 1; live (capped by accounted) free '
+                      'for bound memory: cell 0 2000 MB, cell 1 2000 MB, '
+                      'cell 2 40000 MB, cell 3 40000 MB', message)
+
+        host = _four_node_host()
+        room_where_nova_binds = _trusted(
+            host.host, {0: 40000, 1: 40000, 2: 2000, 3: 2000})
+        with mock.patch.object(
+                self.filt._source, 'live_data', autospec=True,
+                return_value=source.LiveData(
+                    {host.host: room_where_nova_binds})):
+            self.assertEqual([host.host], self._passing([host], spec))
+
+    def test_numa_guest_keeps_only_candidates_with_room(self):
+        """Ensures allocation candidates nova would bind badly are dropped."""
+        spec = fakes.request_spec(
+            40000, 4, numa_topology=_numa_request(20000, 20000))
+        host = _four_node_host()
+        good = {'allocations': {}, 'mappings': {'good': []}}
+        bad = {'allocations': {}, 'mappings': {'bad': []}}
+        host.allocation_candidates = [bad, good]
+        trusted = _trusted(host.host, {0: 2000, 1: 2000, 2: 40000,
+                                       3: 40000})
+
+        def nova_cells(*args):
+            return [(0, 20000), (1, 20000)] if args[-1] is bad else \
+                [(2, 20000), (3, 20000)]
+        with mock.patch.object(
+                self.filt._source, 'live_data', autospec=True,
+                return_value=source.LiveData({host.host: trusted})):
+            with mock.patch('nova_numa_guard.request_view.RequestView.'
+                            'nova_cells', autospec=True,
+                            side_effect=nova_cells):
+                self.assertEqual([host.host], self._passing([host], spec))
+        self.assertEqual([good], host.allocation_candidates)
 
     def test_rebuild_passes(self):
         """Ensures a rebuild is not filtered (RUN_ON_REBUILD = False)."""
@@ -102,8 +199,8 @@ class NUMACellFitFilterTest(test.NoDBTestCase):
             self.assertEqual([], self._passing(
                 [busy], fakes.request_spec(16 * GB, 4)))
         message = info.call_args[0][0] % info.call_args[0][1]
-        self.assertIn('largest free memory of a cell that is big enough is '
-                      '6645 MB (busy)', message)
+        self.assertIn('the most free memory of a cell that is big enough '
+                      'is 6645 MB (busy)', message)
 
     def test_no_info_line_when_some_host_passes(self):
         """Ensures INFO is only for requests that lost every host."""
@@ -174,22 +271,79 @@ class NUMACellFitFilterTest(test.NoDBTestCase):
         """Ensures the source gets one batched call for all hosts."""
         hosts = [fakes.host_state(fakes.seed_cells(), name='h%d' % i)
                  for i in range(5)]
-        with mock.patch.object(self.filt._source, 'live_free_mb',
-                               autospec=True, return_value={}) as live:
+        with mock.patch.object(self.filt._source, 'live_data',
+                               autospec=True,
+                               return_value=source.LiveData()) as live_data:
             self._passing(hosts, fakes.request_spec(16 * GB, 4))
-        live.assert_called_once_with(['h%d' % i for i in range(5)])
+        live_data.assert_called_once_with(['h%d' % i for i in range(5)])
 
     def test_live_data_from_the_source_is_used(self):
         """Ensures live free memory from the source decides."""
         spec = fakes.request_spec(16 * GB, 4)
-        with mock.patch.object(self.filt._source, 'live_free_mb',
-                               autospec=True,
-                               return_value={'seed': {0: 10501, 1: 2769}}):
-            self.assertEqual([], self._passing([self.seed], spec))
+        self._with_live(_trusted('seed', {0: 10501, 1: 2769}))
+        self.assertEqual([], self._passing([self.seed], spec))
+
+    def _with_live(self, trusted, missing=None):
+        self.useFixture(fixtures.MockPatchObject(
+            self.filt._source, 'live_data', autospec=True,
+            return_value=source.LiveData(
+                {trusted.host: trusted} if trusted else {}, missing)))
+
+    def test_untouched_and_unseen_guest_memory_is_not_free(self):
+        """Ensures promised memory and guests the agent missed count.
+
+        nova accounts 60000 MB of guests to the host (60512 used less the
+        512 reserved); the agent saw 40000 MB of them, so 20000 MB are
+        unseen and level the roomiest cells: 48000 and 30000 become 29000
+        each, after 10000 MB untouched on cell 0.
+        """
+        host = fakes.host_state(fakes.seed_cells(), used_mb=60512,
+                                name='two-node-64g')
+        trusted = _trusted(host.host, {0: 48000 + 10000, 1: 30000},
+                           untouched={0: 10000, 1: 0}, guests_mb=40000)
+        self._with_live(trusted)
+        self.assertEqual([host.host], self._passing(
+            [host], fakes.request_spec(29000, 4)))
+        host = fakes.host_state(fakes.seed_cells(), used_mb=60512,
+                                name='two-node-64g')
+        with mock.patch.object(numa_cell_fit.LOG, 'debug',
+                               autospec=True) as debug:
+            self.assertEqual([], self._passing(
+                [host], fakes.request_spec(29001, 4)))
+        message = debug.call_args[0][0] % debug.call_args[0][1]
+        self.assertIn('live free: cell 0 29000 MB, cell 1 29000 MB', message)
+
+    def test_live_data_not_covering_the_cells_is_ignored_with_a_warning(self):
+        """Ensures a payload for other nodes is not used, and said so."""
+        self._with_live(_trusted('seed', {0: 100, 5: 100}))
+        with mock.patch.object(numa_cell_fit.LOG, 'warning',
+                               autospec=True) as warning:
+            self.assertEqual(['seed'], self._passing(
+                [self.seed], fakes.request_spec(16 * GB, 4)))
+        message = warning.call_args[0][0] % warning.call_args[0][1]
+        self.assertIn('ignoring the live data of seed: its nodes [0, 5] do '
+                      'not cover the cells [0, 1] nova has', message)
+
+    def test_on_missing_live_data_policy(self):
+        """Ensures hosts without trusted data follow the policy."""
+        spec = fakes.request_spec(70000, 4)
+        for policy, passing in (('accounted', []), ('pass', ['seed']),
+                                ('reject', [])):
+            self.flags(on_missing_live_data=policy, group='numa_guard')
+            self.filt = numa_cell_fit.NUMACellFitFilter()
+            self._with_live(None, {'seed': 'stale: 100 s old'})
+            self.assertEqual(passing, self._passing([self.seed], spec),
+                             policy)
+        with mock.patch.object(numa_cell_fit.LOG, 'debug',
+                               autospec=True) as debug:
+            self._passing([self.seed], fakes.request_spec(4 * GB, 4))
+        message = debug.call_args[0][0] % debug.call_args[0][1]
+        self.assertIn('no trusted live memory data (stale: 100 s old) and '
+                      '[numa_guard] on_missing_live_data = reject', message)
 
     def test_failing_source_falls_back_to_accounting(self):
         """Ensures a source that raises does not reach nova."""
-        with mock.patch.object(self.filt._source, 'live_free_mb',
+        with mock.patch.object(self.filt._source, 'live_data',
                                autospec=True, side_effect=OSError('down')):
             self.assertEqual(['seed'], self._passing(
                 [self.seed], fakes.request_spec(16 * GB, 4)))
@@ -207,7 +361,7 @@ class NUMACellFitFilterTest(test.NoDBTestCase):
     def test_unknown_memory_source_fails_at_start(self):
         """Ensures a bad memory_source stops the scheduler at start."""
         self.flags(memory_source='nope', group='numa_guard')
-        error = self.assertRaises(sources.UnknownMemorySource,
+        error = self.assertRaises(live.MemorySourceError,
                                   numa_cell_fit.NUMACellFitFilter)
         self.assertIn("memory_source = 'nope'", str(error))
         self.assertIn('accounted', str(error))
@@ -236,9 +390,11 @@ def _nova_cells(draw):
     cells = []
     for i in range(draw(st.integers(0, 4))):
         memory = draw(st.integers(-10, 100000))
+        # Every field a compute's record has (nova's own fit needs them).
         kwargs = dict(id=i, memory=memory,
                       cpuset=draw(st.sets(st.integers(0, 63), max_size=8)),
-                      pcpuset=set(),
+                      pcpuset=set(), cpu_usage=0, pinned_cpus=set(),
+                      siblings=[], mempages=[],
                       memory_usage=draw(st.integers(-10, 100000)))
         if draw(st.booleans()):
             kwargs['mempages'] = [objects.NUMAPagesTopology(
@@ -275,3 +431,44 @@ class FilterNeverRaisesTest(test.NoDBTestCase):
                 host, fakes.request_spec(memory_mb, vcpus))
         self.assertIsInstance(result, bool)
         warning.assert_not_called()
+
+    @hypothesis.settings(max_examples=150, deadline=None, derandomize=True)
+    @hypothesis.given(_nova_cells(), st.integers(-1000, 10 ** 6),
+                      st.lists(st.integers(0, 100000), min_size=0,
+                               max_size=3),
+                      st.one_of(st.none(), st.dictionaries(
+                          st.integers(0, 5), st.integers(0, 100000))),
+                      st.one_of(st.none(), st.integers(0, 10 ** 6)))
+    def test_no_live_data_or_numa_request_makes_it_raise(
+            self, cells, used, guest_cells, free, guests_mb):
+        """Ensures live data and NUMA requests never reach the catch-all.
+
+        Any trusted payload (covering nova's cells or not, with or without
+        guest figures) and any small-page NUMA request (or none) is judged
+        without an error.
+        """
+        host = fakes.host_state(fakes.seed_cells(), name='h')
+        host.updated = None  # not the record the cells memo has seen
+        host.numa_topology = objects.NUMATopology(cells=cells)
+        host.free_ram_mb = host.total_usable_ram_mb - used
+        filt = numa_cell_fit.NUMACellFitFilter()
+        hosts = {}
+        if free is not None:
+            untouched = None
+            if guests_mb is not None:
+                untouched = {node: mb // 3 for node, mb in free.items()}
+            hosts['h'] = _trusted('h', free, untouched=untouched,
+                                  guests_mb=guests_mb)
+        self.useFixture(fixtures.MockPatchObject(
+            filt._source, 'live_data', autospec=True,
+            return_value=source.LiveData(hosts)))
+        topology = _numa_request(*guest_cells) if guest_cells else None
+        with mock.patch.object(numa_cell_fit.LOG, 'warning',
+                               autospec=True) as warning:
+            result = filt.host_passes(host, fakes.request_spec(
+                sum(guest_cells) or 1024, 2 * max(1, len(guest_cells)),
+                numa_topology=topology))
+        self.assertIsInstance(result, bool)
+        self.assertTrue(all('ignoring the live data' in call[0][0]
+                            for call in warning.call_args_list),
+                        warning.call_args_list)

@@ -12,17 +12,29 @@
 
 """The ``file`` memory source and how NUMACellFitFilter uses live data."""
 
+import gc
 import os
+import signal
 import time
+import weakref
 
 import fixtures
 from nova import objects
 
-from nova_numa_guard import payload
-from nova_numa_guard import sources
-from nova_numa_guard.sources import accounted
-from nova_numa_guard.sources import base as sources_base
-from tests.unit.sources import base
+from nova_numa_guard import live
+from nova_numa_guard.live import accounted
+from nova_numa_guard.live import payload
+from nova_numa_guard.live import source as live_source
+from tests.unit.live import base
+
+
+class _Hosts(list):
+    """A request's host list that a weak reference can follow."""
+
+
+def code(reason):
+    """The reason code of a ``LiveData.missing`` reason."""
+    return reason.split(':')[0]
 
 
 class FileSourceTestCase(base.LiveSourceTestCase):
@@ -34,7 +46,7 @@ class FileSourceTestCase(base.LiveSourceTestCase):
 
     def write(self, host, data=None, raw=None, name=None):
         if raw is None:
-            raw = payload.encode(data or base.seed_payload(host))
+            raw = payload.encode(data or base.two_node_payload(host))
         with open(os.path.join(self.path, (name or host) + '.json'),
                   'wb') as handle:
             handle.write(raw)
@@ -44,122 +56,248 @@ class FileSourceTest(FileSourceTestCase):
 
     def test_reads_payloads_afresh_at_every_request(self):
         """Ensures a changed file is seen by the next request."""
-        source = sources.load('file')
+        source = live.load('file')
         self.write('compute1')
-        self.assertEqual({0: 10501, 1: 2769},
-                         source.live_free_mb(['compute1'])['compute1'])
-        self.write('compute1', base.seed_payload(
+        self.assertEqual({0: 10501, 1: 2769}, source.live_data(
+            ['compute1']).hosts['compute1'].free_mb)
+        self.write('compute1', base.two_node_payload(
             'compute1', free={0: 30000, 1: 20000}))
-        self.assertEqual({0: 30000, 1: 20000},
-                         source.live_free_mb(['compute1'])['compute1'])
+        self.assertEqual({0: 30000, 1: 20000}, source.live_data(
+            ['compute1']).hosts['compute1'].free_mb)
         os.unlink(os.path.join(self.path, 'compute1.json'))
-        live = source.live_free_mb(['compute1'])
-        self.assertEqual({}, dict(live))
-        self.assertIn('no live data', live.missing['compute1'])
+        data = source.live_data(['compute1'])
+        self.assertEqual({}, data.hosts)
+        self.assertIn('no live data', data.missing['compute1'])
+
+    def test_reads_full_payloads_and_memory_records(self):
+        """Ensures a file may hold the full payload or its memory record."""
+        self.write('compute1')
+        self.write('compute2', raw=base.record('compute2'))
+        data = live.load('file').live_data(['compute1', 'compute2'])
+        self.assertEqual(['compute1', 'compute2'], sorted(data.hosts))
+        self.assertEqual({0: 14286, 1: 7854},
+                         data.hosts['compute2'].available_mb)
 
     def test_untrusted_files_are_missing_with_reasons(self):
         """Ensures every bad payload is ignored with its reason."""
         old = time.time() - 3600
-        self.write('stale', base.seed_payload('stale', timestamp=old))
-        self.write('future', base.seed_payload(
+        self.write('stale', base.two_node_payload('stale', timestamp=old))
+        self.write('future', base.two_node_payload(
             'future', timestamp=time.time() + 3600))
-        self.write('other', base.seed_payload('compute9'))
+        self.write('other', base.two_node_payload('compute9'))
         self.write('big', raw=b' ' * (payload.MAX_BYTES + 1))
         self.write('junk', raw=b'\x89PNG\r\n')
-        live = sources.load('file').live_free_mb(
+        data = live.load('file').live_data(
             ['stale', 'future', 'other', 'big', 'junk', '../etc/passwd'])
-        self.assertEqual({}, dict(live))
+        self.assertEqual({}, data.hosts)
         self.assertEqual(
             {'stale': payload.STALE, 'future': payload.FUTURE,
              'other': payload.WRONG_HOST, 'big': payload.TOO_LARGE,
              'junk': payload.NOT_JSON, '../etc/passwd': payload.BAD_SCHEMA},
-            {h: r.split(':')[0] for h, r in live.missing.items()})
+            {h: code(r) for h, r in data.missing.items()})
+
+    def test_host_names_that_are_no_file_names_are_refused(self):
+        """Ensures a host name is a plain file name or not read at all.
+
+        A trailing newline, a path separator, a leading dot or ``..`` never
+        make a path, even when a file of that name exists.
+        """
+        hosts = ['compute1\n', 'compute1/x', '.compute1', 'a..b',
+                 'compute 1', '']
+        for host in hosts[:4]:
+            os.makedirs(os.path.dirname(os.path.join(self.path, host)),
+                        exist_ok=True)
+            self.write(host)
+        data = live.load('file').live_data(hosts)
+        self.assertEqual({}, data.hosts)
+        self.assertEqual({host: payload.BAD_SCHEMA for host in hosts},
+                         {h: code(r) for h, r in data.missing.items()})
+        self.assertIn("host name 'compute1\\n' cannot be a file name",
+                      data.missing['compute1\n'])
+
+    def test_fifo_does_not_block(self):
+        """Ensures a FIFO in place of a payload is refused at once.
+
+        Opening a FIFO for reading blocks until a writer comes: an alarm
+        breaks such a wait (in any thread model) and fails the test.
+        """
+        os.mkfifo(os.path.join(self.path, 'compute1.json'))
+        self.write('compute2')
+        source = live.load('file')
+        blocked = []
+
+        def alarm(signum, frame):
+            blocked.append(True)
+            raise InterruptedError('blocked')
+        self.addCleanup(signal.signal, signal.SIGALRM,
+                        signal.signal(signal.SIGALRM, alarm))
+        signal.setitimer(signal.ITIMER_REAL, 10)
+        try:
+            data = source.live_data(['compute1', 'compute2'])
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        self.assertEqual([], blocked, 'live_data blocked on a FIFO')
+        self.assertEqual(['compute2'], list(data.hosts))
+        self.assertEqual(live_source.MISSING, code(data.missing['compute1']))
+        self.assertIn('not a regular file', data.missing['compute1'])
+
+    def test_devices_and_directories_are_refused(self):
+        """Ensures a device or a directory in place of a payload is refused.
+
+        /dev/zero would never end; a directory cannot be read.
+        """
+        os.symlink('/dev/zero', os.path.join(self.path, 'compute1.json'))
+        os.mkdir(os.path.join(self.path, 'compute2.json'))
+        data = live.load('file').live_data(['compute1', 'compute2'])
+        self.assertEqual({}, data.hosts)
+        for host in ('compute1', 'compute2'):
+            self.assertIn('not a regular file', data.missing[host])
 
     def test_missing_directory_is_an_outage(self):
         """Ensures a missing live_data_path means accounted for all."""
         self.flags(live_data_path=os.path.join(self.path, 'nope'))
-        live = sources.load('file').live_free_mb(['compute1'])
-        self.assertIn('is not a directory', live.unavailable)
-        self.assertEqual({}, live.missing)
+        data = live.load('file').live_data(['compute1'])
+        self.assertIn('is not a directory', data.unavailable)
+        self.assertEqual({}, data.missing)
+        self.assertEqual({}, data.hosts)
 
     def test_printed_signed_payload_is_trusted(self):
         """Ensures a signed payload as --print writes it (newline) is used."""
         self.flags(payload_signing_key='k3y')
-        data = base.seed_payload('compute1',
-                                 key=payload.host_key('k3y', 'compute1'))
+        data = base.two_node_payload('compute1',
+                                     key=payload.host_key('k3y', 'compute1'))
         self.write('compute1', raw=payload.encode(data) + b'\n')
-        live = sources.load('file').live_free_mb(['compute1'])
-        self.assertEqual({0: 10501, 1: 2769}, live['compute1'])
+        live_data = live.load('file').live_data(['compute1'])
+        self.assertEqual({0: 10501, 1: 2769},
+                         live_data.hosts['compute1'].free_mb)
+
+    def test_signed_payloads(self):
+        """Ensures with a key only payloads signed with the host's key count.
+
+        A payload signed with the secret itself, or with another host's key,
+        is refused.
+        """
+        self.flags(payload_signing_key='k3y')
+        self.write('good', base.two_node_payload(
+            'good', key=payload.host_key('k3y', 'good')))
+        self.write('unsigned')
+        self.write('secret', base.two_node_payload('secret', key='k3y'))
+        self.write('other', base.two_node_payload(
+            'other', key=payload.host_key('k3y', 'good')))
+        data = live.load('file').live_data(
+            ['good', 'unsigned', 'secret', 'other'])
+        self.assertEqual(['good'], list(data.hosts))
+        self.assertEqual(
+            {'unsigned': payload.UNSIGNED, 'secret': payload.BAD_SIGNATURE,
+             'other': payload.BAD_SIGNATURE},
+            {h: code(r) for h, r in data.missing.items()})
 
     def test_same_bad_bytes_are_checked_once(self):
         """Ensures a refused file is not parsed again while unchanged."""
-        source = sources.load('file')
+        source = live.load('file')
         self.write('compute1', raw=b'[1, 2, 3]')
         verify = self.useFixture(fixtures.MockPatch(
-            'nova_numa_guard.payload.verify', side_effect=payload.verify))
-        loads = self.useFixture(fixtures.MockPatch(
-            'nova_numa_guard.payload._DECODER.decode',
+            'nova_numa_guard.live.payload.verify',
+            side_effect=payload.verify))
+        decode = self.useFixture(fixtures.MockPatch(
+            'nova_numa_guard.live.payload._DECODER.decode',
             side_effect=payload._DECODER.decode))
         for _ in range(3):
-            live = source.live_free_mb(['compute1'])
-            self.assertIn('schema mismatch', live.missing['compute1'])
+            data = source.live_data(['compute1'])
+            self.assertIn('schema mismatch', data.missing['compute1'])
         self.assertEqual((1, 1), (verify.mock.call_count,
-                                  loads.mock.call_count))
+                                  decode.mock.call_count))
 
     def test_same_large_bad_bytes_are_checked_once(self):
         """Ensures a large refused file is remembered by a digest."""
-        source = sources.load('file')
+        source = live.load('file')
         self.write('compute1', raw=b' ' * 100000 + b'x')
         verify = self.useFixture(fixtures.MockPatch(
-            'nova_numa_guard.payload.verify', side_effect=payload.verify))
+            'nova_numa_guard.live.payload.verify',
+            side_effect=payload.verify))
         for _ in range(3):
-            live = source.live_free_mb(['compute1'])
-            self.assertIn('not JSON', live.missing['compute1'])
+            data = source.live_data(['compute1'])
+            self.assertIn('not JSON', data.missing['compute1'])
         self.assertEqual(1, verify.mock.call_count)
-        self.assertIsInstance(source._verified['compute1'][0], tuple)
+        self.assertIsInstance(source._hosts['compute1'].mark, tuple)
         self.write('compute1', raw=b' ' * 100000 + b'y')
-        source.live_free_mb(['compute1'])
+        source.live_data(['compute1'])
         self.assertEqual(2, verify.mock.call_count)
+
+    def test_refused_payload_does_not_keep_requests_alive(self):
+        """Ensures a remembered refusal does not hold on to the requests.
+
+        The refusal is kept while the file is unchanged; raising it at
+        every request must not chain each request's frames (and everything
+        they hold) to it.
+        """
+        source = live.load('file')
+        self.write('compute1', base.two_node_payload('compute9'))
+        refs = []
+        for _ in range(3):
+            hosts = _Hosts(['compute1'])
+            refs.append(weakref.ref(hosts))
+            data = source.live_data(hosts)
+            self.assertIn('wrong host', data.missing['compute1'])
+            del hosts
+        gc.collect()
+        self.assertEqual([None, None, None], [ref() for ref in refs])
 
     def test_future_payload_is_trusted_once_its_time_comes(self):
         """Ensures the time rules are checked at every use, not memoised."""
-        source = sources.load('file')
-        self.write('compute1', base.seed_payload(
+        source = live.load('file')
+        self.write('compute1', base.two_node_payload(
             'compute1', timestamp=time.time() + 60))
-        self.assertIn('in the future', source.live_free_mb(
+        self.assertIn('in the future', source.live_data(
             ['compute1']).missing['compute1'])
         self.useFixture(fixtures.MockPatch('time.time',
                                            return_value=time.time() + 60))
-        self.assertIn('compute1', source.live_free_mb(['compute1']))
+        self.assertIn('compute1', source.live_data(['compute1']).hosts)
 
     def test_unknown_source_fails_at_start(self):
         """Ensures an unknown memory source name stops the scheduler."""
-        exc = self.assertRaises(sources.UnknownMemorySource, sources.load,
+        exc = self.assertRaises(live.MemorySourceError, live.load,
                                 'memcache')
+        self.assertIn("memory_source = 'memcache' is not installed",
+                      str(exc))
         self.assertIn('accounted, cache, file', str(exc))
+
+    def test_source_that_raises_returns_unavailable(self):
+        """Ensures a failing fetch is an outage, never an exception."""
+        source = live.load('file')
+        self.useFixture(fixtures.MockPatchObject(
+            source, 'fetch_raw', side_effect=MemoryError('x')))
+        data = source.live_data(['compute1'])
+        self.assertEqual(({}, {}), (data.hosts, data.missing))
+        self.assertIsNotNone(data.unavailable)
+        self.assertIn('cannot be read (MemoryError: x)', self.log.output)
 
     def test_accounted_source_has_no_live_data(self):
         """Ensures the accounted source never supplies live data."""
         self.assertFalse(accounted.AccountedSource.live)
-        self.assertEqual({}, accounted.AccountedSource().live_free_mb(['h']))
+        data = accounted.AccountedSource().live_data(['h'])
+        self.assertIsInstance(data, live_source.LiveData)
+        self.assertEqual(({}, {}, None),
+                         (data.hosts, data.missing, data.unavailable))
 
 
 class FilterWithLiveDataTest(FileSourceTestCase):
     """NUMACellFitFilter through nova's handler with the file source."""
 
     def test_live_data_rejects_what_accounted_data_accepts(self):
-        """Ensures the seed's live figures reject a 16 GB guest."""
+        """Ensures the two-node live figures reject a 16 GB guest."""
         hosts = self.host_states(2)
         self.write('compute0')
         self.assertEqual(['compute1'], self.run_filter(hosts))
         self.assertIn('compute0, compute0 fails NUMA cell fit: needs 16384 '
-                      'MB free in one cell; live free: cell 0 10501 MB, '
-                      'cell 1 2769 MB', self.log.output)
+                      'MB free in one cell', self.log.output)
+        self.assertIn('free: cell 0 10501 MB, cell 1 2769 MB',
+                      self.log.output)
 
     def test_live_data_minus_the_reserve(self):
         """Ensures the per-node reserve comes off the live figures."""
         hosts = self.host_states(1)
-        self.write('compute0', base.seed_payload(
+        self.write('compute0', base.two_node_payload(
             'compute0', free={0: 17000, 1: 2769}))
         self.assertEqual(['compute0'], self.run_filter(hosts))
         self.flags(reserved_node_memory_mb='1024')
@@ -177,7 +315,7 @@ class FilterWithLiveDataTest(FileSourceTestCase):
         full = base.fakes.host_state(base.fakes.seed_cells(), used_mb=100000,
                                      name='full')
         hosts = [full] + self.host_states(1)
-        self.write('stale', base.seed_payload('full', timestamp=1),
+        self.write('stale', base.two_node_payload('full', timestamp=1),
                    name='full')
         self.assertEqual(['compute0'], self.run_filter(hosts))
         self.flags(on_missing_live_data='pass')
@@ -192,20 +330,28 @@ class FilterWithLiveDataTest(FileSourceTestCase):
         self.assertIn('no host has trusted live memory data', self.log.output)
 
     def test_reject_policy_ignored_when_the_store_is_down(self):
-        """Ensures an outage means accounted mode, whatever the policy."""
-        self.flags(on_missing_live_data='reject',
-                   live_data_path=os.path.join(self.path, 'nope'))
-        self.assertEqual(['compute0'], self.run_filter(self.host_states(1)))
+        """Ensures an outage means accounted mode, whatever the policy.
+
+        The directory goes away after the scheduler started.
+        """
+        path = os.path.join(self.path, 'live')
+        os.mkdir(path)
+        self.flags(on_missing_live_data='reject', live_data_path=path)
+        filter_obj = base.numa_cell_fit.NUMACellFitFilter()
+        os.rmdir(path)
+        self.assertEqual(['compute0'], self.run_filter(
+            self.host_states(1), filter_obj=filter_obj))
+        self.assertIn('is not a directory', self.log.output)
 
     def test_node_mismatch_is_missing_data(self):
         """Ensures live data for other nodes than nova's is not used."""
-        data = base.seed_payload('compute0')
+        data = base.two_node_payload('compute0')
         data['nodes'] = data['nodes'][:1]
         self.write('compute0', data)
         self.flags(on_missing_live_data='reject')
         self.assertEqual([], self.run_filter(self.host_states(1)))
-        self.assertIn('live data has nodes [0], nova has cells [0, 1]',
-                      self.log.output)
+        self.assertIn('nodes [0]', self.log.output)
+        self.assertIn('cells [0, 1] nova has', self.log.output)
 
     def test_source_that_raises_means_accounted(self):
         """Ensures a broken source never raises into nova."""
@@ -234,16 +380,16 @@ class NUMAGuestLiveCheckTest(FileSourceTestCase):
     """NUMA guests on small pages get the live check."""
 
     def test_small_page_numa_guest_needs_live_memory_per_cell(self):
-        """Ensures a 16 GB hw:numa_nodes=1 guest is refused on the seed."""
+        """Ensures a 16 GB hw:numa_nodes=1 guest is refused on live data."""
         self.write('compute0')
         hosts = self.host_states(1)
         self.assertEqual([], self.run_filter(
             hosts, numa_topology=numa_request(16384)))
-        self.assertIn('NUMA guest needs 16384 MB on 1 distinct cells; live '
-                      'available after the reserve: cell 0 14286 MB, cell 1 '
-                      '7854 MB', self.log.output)
-        self.assertIn('the NUMA guest needs 16384 MB of live available '
-                      'memory on 1 distinct cells', self.log.output)
+        self.assertIn('NUMA guest needs 16384 MB on 1 distinct cells; live',
+                      self.log.output)
+        self.assertIn('cell 0 14286 MB, cell 1 7854 MB', self.log.output)
+        self.assertIn('removed all 1 hosts: the NUMA guest needs 16384 MB',
+                      self.log.output)
 
     def test_guest_cells_need_distinct_host_cells(self):
         """Ensures two 7 GB guest cells fit, two 8 GB ones do not."""
@@ -303,8 +449,9 @@ class MultiCreateWithLiveDataTest(FileSourceTestCase):
                                                           spec))))
             self.place(host_state, 5000)
         self.assertEqual([True, True, False], passed)
-        self.assertIn('after 2 earlier instance(s) of this request; live '
-                      'free before them: cell 0 10501 MB, cell 1 2769 MB',
+        self.assertIn('after 2 earlier instance(s) of this request; live',
+                      self.log.output)
+        self.assertIn('free before them: cell 0 10501 MB, cell 1 2769 MB',
                       self.log.output)
 
     def test_numa_instances_fill_the_live_available_memory(self):
@@ -325,16 +472,20 @@ class MultiCreateWithLiveDataTest(FileSourceTestCase):
                                                           spec))))
             self.place(host_state, 7000, cell_id)
         self.assertEqual([True, True, True, False], passed)
-        self.assertIn('NUMA guest needs 7000 MB on 1 distinct cells; live '
-                      'available after the reserve and earlier instances: '
-                      'cell 0 286 MB, cell 1 854 MB', self.log.output)
+        self.assertIn('NUMA guest needs 7000 MB on 1 distinct cells; live',
+                      self.log.output)
+        self.assertIn('cell 0 286 MB, cell 1 854 MB', self.log.output)
 
 
 class LiveDataTest(base.LiveSourceTestCase):
 
-    def test_live_data_is_a_dict(self):
-        """Ensures LiveData is a dict with missing and unavailable."""
-        live = sources_base.LiveData({'h': {0: 1}}, missing={'g': 'why'})
-        self.assertEqual({'h': {0: 1}}, live)
-        self.assertEqual({'g': 'why'}, live.missing)
-        self.assertIsNone(live.unavailable)
+    def test_live_data_defaults(self):
+        """Ensures LiveData starts empty, with maps of its own."""
+        first, second = live_source.LiveData(), live_source.LiveData()
+        self.assertEqual(({}, {}, None),
+                         (first.hosts, first.missing, first.unavailable))
+        first.hosts['h'] = None
+        self.assertEqual({}, second.hosts)
+        data = live_source.LiveData(missing={'g': 'why'}, unavailable='down')
+        self.assertEqual(({}, {'g': 'why'}, 'down'),
+                         (data.hosts, data.missing, data.unavailable))

@@ -14,46 +14,47 @@
 
 Each file holds one payload as ``nova-numa-guard-agent --once --print``
 prints it. The files are read afresh at every scheduling request (no memo),
-so a test or a simulation can change them between requests.
+so a test or a simulation can change them between requests. Only regular
+files are read, and never with a blocking open: a FIFO or a device in their
+place is refused, not waited on.
 """
 
 import os
 import re
 
-from nova_numa_guard import payload
-from nova_numa_guard.sources import live
+from nova_numa_guard import inputs
+from nova_numa_guard.live import payload
+from nova_numa_guard.live import source
 
 # Nova host names are DNS-ish names; anything else never becomes a path.
-_SAFE_HOST = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.:-]*$')
+_SAFE_HOST = re.compile(r'[A-Za-z0-9_][A-Za-z0-9_.:-]*')
 
 
-class FileSource(live.PayloadSource):
+class FileSource(source.PayloadSource):
     """Live per-node memory from JSON files, one per compute host."""
 
     def __init__(self, conf=None):
         super().__init__(conf)
         self._path = self._conf.numa_guard.live_data_path
 
-    def fetch_raw(self, host_names):
+    def fetch_raw(self, entries):
         if not os.path.isdir(self._path):
-            raise live.Unavailable('[numa_guard] live_data_path %s is not a '
-                                   'directory' % self._path)
+            raise source.Unavailable('[numa_guard] live_data_path %s is not '
+                                     'a directory' % self._path)
         values = {}
-        for host in host_names:
-            if not _SAFE_HOST.match(host) or '..' in host:
+        for host in entries:
+            if not _SAFE_HOST.fullmatch(host) or '..' in host:
                 values[host] = payload.Untrusted(
                     payload.BAD_SCHEMA, 'host name %r cannot be a file name'
                     % host[:40])
                 continue
             path = os.path.join(self._path, host + '.json')
             try:
-                with open(path, 'rb') as handle:
-                    # One byte more than allowed, so verify() sees "too big".
-                    values[host] = handle.read(payload.MAX_BYTES + 1)
+                # One byte more than allowed, so verify() sees "too big".
+                values[host] = inputs.read_bytes(path, self.max_bytes,
+                                                 cut=True)
             except FileNotFoundError:
                 continue
-            except OSError as exc:
-                values[host] = payload.Untrusted(
-                    live.MISSING, 'cannot read %s: %s' %
-                    (path, exc.strerror or exc))
+            except inputs.InputError as exc:
+                values[host] = payload.Untrusted(source.MISSING, str(exc))
         return values

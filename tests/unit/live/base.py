@@ -21,7 +21,8 @@ from nova.scheduler import filters as nova_filters
 from oslo_config import fixture as config_fixture
 import testtools
 
-from nova_numa_guard import payload
+from nova_numa_guard.live import payload
+from nova_numa_guard.live import store
 from nova_numa_guard.scheduler.filters import numa_cell_fit
 from tests import fake_sysfs
 from tests import memcached_fixture
@@ -31,8 +32,12 @@ CONF = nova.conf.CONF
 SIXTEEN_GB = 16384
 
 
-def seed_payload(host, timestamp=None, key=None, free=None):
-    """The seed host's payload (its numastat figures) for ``host``."""
+def two_node_payload(host, timestamp=None, key=None, free=None):
+    """A two-node payload for ``host`` (the numastat figures of fake_sysfs).
+
+    Node 0 has 10501 MB free and 14286 MB available, node 1 2769 and 7854,
+    unless ``free`` says otherwise.
+    """
     free = free or fake_sysfs.SEED_FREE_MB
     nodes = []
     for node_id, total in ((0, 64328), (1, 64510)):
@@ -45,6 +50,15 @@ def seed_payload(host, timestamp=None, key=None, free=None):
             'hugepages': {}, 'distances': [10, 21]})
     return payload.build(host, time.time() if timestamp is None
                          else timestamp, nodes, [], key=key)
+
+
+def record(host, timestamp=None, key=None, free=None):
+    """The memory record of :func:`two_node_payload` as the agent stores it.
+
+    Signed on its own with ``key`` when given.
+    """
+    return payload.encode(payload.memory_record(
+        two_node_payload(host, timestamp, free=free), key))
 
 
 class LiveSourceTestCase(testtools.TestCase):
@@ -60,12 +74,24 @@ class LiveSourceTestCase(testtools.TestCase):
     def flags(self, group='numa_guard', **kwargs):
         self.config.config(group=group, **kwargs)
 
-    def use_memcached(self):
-        self.memcached = self.useFixture(memcached_fixture.Memcached())
-        self.flags(group='cache', enabled=True,
-                   backend='dogpile.cache.pymemcache',
-                   memcache_servers=[self.memcached.url])
+    def use_memcached(self, count=1):
+        """Start ``count`` memcached servers and point [cache] at them."""
+        self.servers = [self.useFixture(memcached_fixture.Memcached())
+                        for _ in range(count)]
+        self.memcached = self.servers[0]
+        self.flags(group='cache', backend='dogpile.cache.pymemcache',
+                   memcache_servers=[m.url for m in self.servers])
         return self.memcached
+
+    def writer(self):
+        """A store over the [cache] servers, as the agent opens it."""
+        return store.MemcacheStore.from_conf(CONF, 10.0)
+
+    def publish_records(self, hosts, **kwargs):
+        """Store the memory record of every host, as the agents would."""
+        self.writer().set_many(
+            {store.key(store.RECORD_PREFIX, host): record(host, **kwargs)
+             for host in hosts}, 600)
 
     def host_states(self, count, prefix='compute'):
         return [fakes.host_state(fakes.seed_cells(),

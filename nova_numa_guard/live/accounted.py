@@ -12,14 +12,14 @@
 
 """The ``accounted`` memory source: nova's own numbers only."""
 
-from nova_numa_guard.sources import base
+from nova_numa_guard.live import source
 
 
-class AccountedSource(base.MemorySource):
+class AccountedSource(source.MemorySource):
     """No live data: every host is judged on what nova accounts.
 
     See :func:`nova_numa_guard.fit.accounted_free_mb` for the estimate.
     """
 
-    def live_free_mb(self, host_names):
-        return {}
+    def live_data(self, host_names):
+        return source.LiveData()

@@ -17,11 +17,13 @@ One JSON object per compute host (schema 1)::
     {"schema": 1,
      "host": "<nova compute host name>",
      "timestamp": <epoch seconds, float>,
+     "guests_mb": 98304,
      "nodes": [{"id": 0,
                 "cpus": [0, 1, ...],
                 "mem_total_mb": 64328,
                 "mem_free_mb": 10501,
                 "mem_available_mb": 14285,
+                "guest_untouched_mb": 6144,
                 "hugepages": {"2048": {"total": 0, "free": 0}},
                 "distances": [10, 21]}, ...],
      "devices": [{"address": "0000:81:00.0", "numa_node": 1,
@@ -36,15 +38,31 @@ Memory figures are MiB, rounded down, per NUMA node:
   guest without a NUMA topology gets *locally* right now: with the kernel's
   default ``vm.zone_reclaim_mode = 0`` a page fault that finds no free page on
   its node is served from another node before the node's page cache is
-  reclaimed. ``NUMACellFitFilter`` judges guests without a NUMA topology on
-  this figure.
+  reclaimed.
 * ``mem_available_mb``: ``MemFree + Inactive(file) + SReclaimable``: free
   pages plus the clean-ish page cache on the inactive list and reclaimable
   slab, i.e. what the kernel can give a process whose memory is *bound* to the
   node before it has to swap or OOM-kill. Active page cache, shared memory
   (tmpfs, on the anonymous lists) and anonymous memory are not counted.
-  ``NUMACellFitFilter`` checks NUMA guests on small pages (bound strictly to
-  their cells by nova) against this figure.
+* ``guest_untouched_mb`` (optional): memory that running guests were given
+  but have not touched yet, charged to this node. Guests touch their memory
+  gradually after boot, and until they do the kernel shows it as free; it is
+  promised all the same. A guest's untouched memory (its size less what is
+  resident) is charged to the nodes its memory already is on, in proportion,
+  because the kernel allocates a process's new pages next to its running
+  threads and NUMA balancing keeps those next to its memory. A guest with
+  nothing resident yet is charged to the node with the most memory left
+  after what is charged there already (largest guests first): the node where
+  a process that fits one node settles. Hugepage-backed guests are resident
+  from the start and are not counted.
+* ``guests_mb`` (optional, top level): the total size of the guests libvirt
+  runs on the host. The scheduler compares it with the guest memory nova
+  accounts to the host, to charge what nova placed since the payload (or what
+  has not started yet).
+
+The two optional fields come together (an agent that can read libvirt and
+cgroup v2) or not at all (an older agent, or a host without them): then
+every node lacks ``guest_untouched_mb`` and there is no ``guests_mb``.
 
 ``signature`` is present when ``[numa_guard] payload_signing_key`` is set:
 the hex HMAC-SHA256 of the *canonical* JSON of every other field (keys sorted,
@@ -57,10 +75,26 @@ stored object (:func:`encode`), so the scheduler checks the HMAC over the
 stored bytes before it parses any JSON; trailing whitespace (the newline of
 ``--print``) is ignored.
 
+The *memory record* (:func:`memory_record`) is what the scheduler reads of a
+payload, compact and signed on its own: the same top-level members without
+``devices``, and instead of ``nodes`` one ``mem`` row per node::
+
+    {"schema": 1, "host": "compute1", "timestamp": 1764700000.1,
+     "guests_mb": 98304,
+     "mem": [[0, 64328, 10501, 14285, 6144], [1, 64510, 2769, 7854, 0]],
+     "signature": "<hex HMAC-SHA256>"}
+
+with the columns ``id, mem_total_mb, mem_free_mb, mem_available_mb`` and,
+when the record has ``guests_mb``, ``guest_untouched_mb``. The agent stores
+it next to the full payload; the ``cache`` memory source fetches only it, so
+a scheduling request moves and parses a few dozen bytes per node instead of
+kilobytes per host.
+
 The scheduler checks only what it uses (:func:`verify`): the schema version,
 the host, the timestamp, the node ids and the memory figures. ``cpus``,
-``distances``, ``hugepages`` and ``devices`` must have the right container
-types; their elements are checked only with ``full=True``.
+``distances``, ``hugepages`` and ``devices`` may be absent; when present they
+must have the right container types, and their elements are checked only
+with ``full=True`` (the agent checks its own payload that way).
 
 Nothing here imports nova or reads configuration.
 """
@@ -83,9 +117,22 @@ MAX_PAGES = 2 ** 40
 # How far in the future a timestamp may be (clock skew between hosts).
 MAX_CLOCK_SKEW = 5.0
 
+# A memory record (the scheduler's part) is at most this large: a few
+# hundred bytes per node.
+MAX_RECORD_BYTES = 64 * 1024
+# The guests of a host: at most this much memory in all.
+MAX_GUESTS_MB = MAX_NODES * MAX_NODE_MB
+
 _INT = frozenset((int,))
-_TOP_KEYS = frozenset(('schema', 'host', 'timestamp', 'nodes', 'devices'))
+_TOP_KEYS = frozenset(('schema', 'host', 'timestamp'))
 _NODE_MB_KEYS = ('mem_total_mb', 'mem_free_mb', 'mem_available_mb')
+# A memory record's "mem" rows: these columns, and guest_untouched_mb when
+# the record has guests_mb.
+MEM_COLUMNS = ('id',) + _NODE_MB_KEYS
+_UNTOUCHED = 'guest_untouched_mb'
+_GUESTS = 'guests_mb'
+# What a memory record keeps of a node.
+_RECORD_NODE_KEYS = ('id',) + _NODE_MB_KEYS + (_UNTOUCHED,)
 
 # Reason codes of Untrusted, stable for tests and log searches.
 TOO_LARGE = 'too large'
@@ -113,13 +160,16 @@ class Untrusted(ValueError):
 
 
 Trusted = collections.namedtuple(
-    'Trusted', 'host timestamp free_mb available_mb')
+    'Trusted', 'host timestamp free_mb available_mb untouched_mb guests_mb')
 Trusted.__doc__ = """A payload that passed every trust rule.
 
 :ivar host: the compute host name.
 :ivar timestamp: epoch seconds when the agent read the data.
 :ivar free_mb: ``{node_id: mem_free_mb}``.
 :ivar available_mb: ``{node_id: mem_available_mb}``.
+:ivar untouched_mb: ``{node_id: guest_untouched_mb}``, or None when the
+    payload does not say (an older agent, no libvirt or cgroup v2 data).
+:ivar guests_mb: the total size of the host's guests, or None likewise.
 """
 
 
@@ -163,18 +213,44 @@ def signature(payload, key):
     return hmac.new(key, canonical(payload), hashlib.sha256).hexdigest()
 
 
-def build(host, timestamp, nodes, devices=(), key=None):
+def build(host, timestamp, nodes, devices=(), key=None, guests_mb=None):
     """Assemble a payload dict, signed when ``key`` is given.
 
     :param nodes: node dicts as in the module docstring.
     :param devices: device dicts as in the module docstring.
     :param key: the host's own key (:func:`host_key`), or None.
+    :param guests_mb: the total size of the host's guests, or None when
+        the nodes carry no ``guest_untouched_mb``.
     """
     payload = {'schema': SCHEMA, 'host': host, 'timestamp': timestamp,
                'nodes': list(nodes), 'devices': list(devices)}
+    if guests_mb is not None:
+        payload[_GUESTS] = guests_mb
     if key:
         payload['signature'] = signature(payload, key)
     return payload
+
+
+def memory_record(payload, key=None):
+    """The scheduler's part of a payload, compact and signed on its own.
+
+    The nodes become ``mem`` rows of ``[id, mem_total_mb, mem_free_mb,
+    mem_available_mb]``, plus ``guest_untouched_mb`` when the payload has
+    ``guests_mb``: a few bytes per node, and quick to parse and check.
+    ``cpus``, ``distances``, ``hugepages`` and ``devices`` are left out.
+
+    :param key: the host's own key (:func:`host_key`), or None.
+    """
+    columns = MEM_COLUMNS
+    if _GUESTS in payload:
+        columns += (_UNTOUCHED,)
+    record = {name: value for name, value in payload.items()
+              if name not in ('nodes', 'devices', 'signature')}
+    record['mem'] = [[node[name] for name in columns]
+                     for node in payload['nodes']]
+    if key:
+        record['signature'] = signature(record, key)
+    return record
 
 
 def encode(payload):
@@ -191,7 +267,8 @@ def encode(payload):
     return body[:-1] + b',"signature":' + json.dumps(sig).encode() + b'}'
 
 
-def verify(raw, host, key=None, max_age=None, now=None, full=False):
+def verify(raw, host, key=None, max_age=None, now=None, full=False,
+           max_bytes=MAX_BYTES):
     """Check a stored payload against every trust rule.
 
     :param raw: bytes (or str) as fetched from the store.
@@ -204,11 +281,13 @@ def verify(raw, host, key=None, max_age=None, now=None, full=False):
         time rules are not checked (see :func:`check_age`).
     :param full: also check the elements of ``cpus``, ``distances``,
         ``hugepages`` and ``devices``, which the scheduler does not use.
+    :param max_bytes: the largest payload accepted (``MAX_RECORD_BYTES``
+        for a memory record).
     :returns: :class:`Trusted`.
     :raises Untrusted: with the reason; never anything else.
     """
     try:
-        return _verify(raw, host, key, max_age, now, full)
+        return _verify(raw, host, key, max_age, now, full, max_bytes)
     except Untrusted:
         raise
     except Exception as exc:  # a rule we did not foresee: still not trusted
@@ -216,15 +295,15 @@ def verify(raw, host, key=None, max_age=None, now=None, full=False):
                         type(exc).__name__)
 
 
-def _verify(raw, host, key, max_age, now, full):
+def _verify(raw, host, key, max_age, now, full, max_bytes):
     if isinstance(raw, str):
         raw = raw.encode('utf-8', 'surrogatepass')
     if not isinstance(raw, (bytes, bytearray)):
         raise Untrusted(NOT_JSON, 'stored value is a %s, not JSON bytes' %
                         type(raw).__name__)
-    if len(raw) > MAX_BYTES:
+    if len(raw) > max_bytes:
         raise Untrusted(TOO_LARGE, '%d bytes, more than %d' %
-                        (len(raw), MAX_BYTES))
+                        (len(raw), max_bytes))
     if key:
         raw = _check_signature(raw, key)
     try:
@@ -240,9 +319,9 @@ def _verify(raw, host, key, max_age, now, full):
     if data.get('host') != host:
         raise Untrusted(WRONG_HOST, 'payload names host %s' %
                         _short(data.get('host')))
-    missing = _TOP_KEYS.difference(data)
-    if missing:
-        raise Untrusted(BAD_SCHEMA, 'missing %s' % ', '.join(sorted(missing)))
+    if not _TOP_KEYS.issubset(data):
+        raise Untrusted(BAD_SCHEMA, 'missing %s' % ', '.join(
+            sorted(_TOP_KEYS.difference(data))))
     timestamp = data['timestamp']
     if (type(timestamp) not in (int, float) or not math.isfinite(timestamp)
             or timestamp < 0):
@@ -250,9 +329,26 @@ def _verify(raw, host, key, max_age, now, full):
                         _short(timestamp))
     if now is not None:
         check_age(timestamp, max_age, now)
-    free, available = _check_nodes(data['nodes'], full)
-    _check_devices(data['devices'], full)
-    return Trusted(host, timestamp, free, available)
+    guests = data.get(_GUESTS)
+    if guests is not None and type(guests) is not int:
+        raise Untrusted(BAD_SCHEMA, 'guests_mb %s is not an integer' %
+                        _short(guests))
+    if guests is not None and not 0 <= guests <= MAX_GUESTS_MB:
+        raise Untrusted(INSANE, 'guests_mb %d is negative or more than %d '
+                        'MB' % (guests, MAX_GUESTS_MB))
+    if 'mem' in data:
+        if 'nodes' in data:
+            raise Untrusted(BAD_SCHEMA, 'both nodes and mem')
+        free, available, untouched = _check_rows(data['mem'],
+                                                 guests is not None)
+    elif 'nodes' in data:
+        free, available, untouched = _check_nodes(data['nodes'], full,
+                                                  guests is not None)
+    else:
+        raise Untrusted(BAD_SCHEMA, 'missing nodes')
+    if 'devices' in data:
+        _check_devices(data['devices'], full)
+    return Trusted(host, timestamp, free, available, untouched, guests)
 
 
 def check_age(timestamp, max_age, now):
@@ -293,7 +389,7 @@ def _check_signature(raw, key):
     signed = body[:-_SIG_TAIL] + b'}'
     if isinstance(key, str):
         key = key.encode('utf-8')
-    digest = hmac.new(key, signed, hashlib.sha256).hexdigest()
+    digest = hmac.digest(key, signed, 'sha256').hex()
     if not hmac.compare_digest(sig, digest.encode('ascii')):
         raise Untrusted(BAD_SIGNATURE, 'HMAC-SHA256 does not match the '
                         "host's key derived from [numa_guard] "
@@ -301,41 +397,118 @@ def _check_signature(raw, key):
     return signed
 
 
-def _check_nodes(nodes, full):
+def _check_nodes(nodes, full, with_guests):
+    """The node figures; ``guest_untouched_mb`` on every node or none.
+
+    :param with_guests: whether the payload has ``guests_mb``, which comes
+        with ``guest_untouched_mb`` on every node.
+    :returns: ``(free, available, untouched or None)``, ``{node_id: MB}``.
+    """
     if type(nodes) is not list or not nodes:
         raise Untrusted(BAD_SCHEMA, 'nodes is not a non-empty list')
     if len(nodes) > MAX_NODES:
         raise Untrusted(INSANE, '%d nodes' % len(nodes))
     free = {}
     available = {}
+    untouched = {} if with_guests else None
+    # A node with more keys than its memory figures has lists to check.
+    plain = 5 if with_guests else 4
     for node in nodes:
+        # The fast path checks every rule at once; the slow one finds which
+        # rule a node breaks, to say so.
         if type(node) is not dict:
             raise Untrusted(BAD_SCHEMA, 'a node is not an object')
         node_id = node.get('id')
-        if type(node_id) is not int:
-            raise Untrusted(BAD_SCHEMA, 'node id %s is not an integer' %
-                            _short(node_id))
-        if not 0 <= node_id < MAX_NODES or node_id in free:
-            raise Untrusted(INSANE, 'node id %d is out of range or listed '
-                            'twice' % node_id)
-        total, mem_free, mem_avail = [_node_mb(node, node_id, name)
-                                      for name in _NODE_MB_KEYS]
-        if not mem_free <= mem_avail <= total:
-            raise Untrusted(INSANE, 'node %d: expected mem_free_mb %d <= '
-                            'mem_available_mb %d <= mem_total_mb %d' %
-                            (node_id, mem_free, mem_avail, total))
-        if (type(node.get('cpus')) is not list
-                or type(node.get('distances')) is not list
-                or type(node.get('hugepages')) is not dict):
-            raise Untrusted(BAD_SCHEMA, 'node %d: cpus, distances or '
-                            'hugepages is not a list, list, object' % node_id)
-        if full:
-            _check_int_list(node['cpus'], node_id, 'cpus', MAX_CPU_ID)
-            _check_int_list(node['distances'], node_id, 'distances', 256)
-            _check_hugepages(node['hugepages'], node_id)
+        total = node.get('mem_total_mb')
+        mem_free = node.get('mem_free_mb')
+        mem_avail = node.get('mem_available_mb')
+        if not (type(node_id) is int and type(total) is int and
+                type(mem_free) is int and type(mem_avail) is int and
+                0 <= node_id < MAX_NODES and node_id not in free and
+                0 <= mem_free <= mem_avail <= total <= MAX_NODE_MB):
+            _node_problem(node, free)
+        if with_guests:
+            mb = node.get(_UNTOUCHED)
+            if type(mb) is not int or not 0 <= mb <= MAX_NODE_MB:
+                _node_mb(node, node_id, _UNTOUCHED)
+            untouched[node_id] = mb
+        elif _UNTOUCHED in node:
+            raise Untrusted(BAD_SCHEMA, 'node %d: guest_untouched_mb without '
+                            'guests_mb' % node_id)
+        if len(node) > plain or full:
+            _check_node_lists(node, node_id, full)
         free[node_id] = mem_free
         available[node_id] = mem_avail
-    return free, available
+    return free, available, untouched
+
+
+def _check_rows(rows, with_guests):
+    """The ``mem`` rows of a memory record; see :func:`_check_nodes`."""
+    if type(rows) is not list or not rows:
+        raise Untrusted(BAD_SCHEMA, 'mem is not a non-empty list')
+    if len(rows) > MAX_NODES:
+        raise Untrusted(INSANE, '%d nodes' % len(rows))
+    width = len(MEM_COLUMNS) + (1 if with_guests else 0)
+    free = {}
+    available = {}
+    untouched = {} if with_guests else None
+    for row in rows:
+        if type(row) is not list or len(row) != width:
+            raise Untrusted(BAD_SCHEMA, 'a mem row is not a list of %d '
+                            'numbers' % width)
+        if with_guests:
+            node_id, total, mem_free, mem_avail, mb = row
+        else:
+            node_id, total, mem_free, mem_avail = row
+            mb = 0
+        if not (type(node_id) is int and type(total) is int and
+                type(mem_free) is int and type(mem_avail) is int and
+                type(mb) is int and
+                0 <= node_id < MAX_NODES and node_id not in free and
+                0 <= mem_free <= mem_avail <= total <= MAX_NODE_MB and
+                0 <= mb <= MAX_NODE_MB):
+            node = dict(zip(MEM_COLUMNS + (_UNTOUCHED,), row))
+            _node_problem(node, free)
+            _node_mb(node, node_id, _UNTOUCHED)  # the one rule left
+        if with_guests:
+            untouched[node_id] = mb
+        free[node_id] = mem_free
+        available[node_id] = mem_avail
+    return free, available, untouched
+
+
+def _node_problem(node, seen):
+    """Raise :class:`Untrusted` for the first node rule a node breaks.
+
+    Returns when its id and memory figures break none.
+    """
+    node_id = node.get('id')
+    if type(node_id) is not int:
+        raise Untrusted(BAD_SCHEMA, 'node id %s is not an integer' %
+                        _short(node_id))
+    if not 0 <= node_id < MAX_NODES or node_id in seen:
+        raise Untrusted(INSANE, 'node id %d is out of range or listed '
+                        'twice' % node_id)
+    total, mem_free, mem_avail = [_node_mb(node, node_id, name)
+                                  for name in _NODE_MB_KEYS]
+    if not mem_free <= mem_avail <= total:
+        raise Untrusted(INSANE, 'node %d: expected mem_free_mb %d <= '
+                        'mem_available_mb %d <= mem_total_mb %d' %
+                        (node_id, mem_free, mem_avail, total))
+
+
+def _check_node_lists(node, node_id, full):
+    """``cpus``, ``distances`` and ``hugepages``, where they are present."""
+    for name, kind in (('cpus', list), ('distances', list),
+                       ('hugepages', dict)):
+        if name in node and type(node[name]) is not kind:
+            raise Untrusted(BAD_SCHEMA, 'node %d: %s is not a%s %s' % (
+                node_id, name, 'n' if kind is dict else '',
+                'object' if kind is dict else 'list'))
+    if full:
+        _check_int_list(node.get('cpus'), node_id, 'cpus', MAX_CPU_ID)
+        _check_int_list(node.get('distances'), node_id, 'distances', 256)
+        _check_hugepages(node.get('hugepages') or {}, node_id)
 
 
 def _node_mb(node, node_id, name):
@@ -350,7 +523,7 @@ def _node_mb(node, node_id, name):
 
 
 def _check_int_list(values, node_id, name, limit):
-    if not values:
+    if not values:  # absent or empty
         return
     # map/min/max run in C: this is on the scheduler's path for every host.
     if not set(map(type, values)) <= _INT:

@@ -1,0 +1,93 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The ``cache`` memory source: the agents' memory records in memcached.
+
+:class:`CacheSource` fetches the memory record
+(:func:`nova_numa_guard.live.payload.memory_record`) of every candidate host
+of a request with one batched ``get`` per memcached server
+(:class:`nova_numa_guard.live.store.MemcacheStore`), and keeps what it
+fetched for ``[numa_guard] live_data_memo_seconds``, so the instances of a
+multi-create and requests that follow each other closely cost no round trip.
+The age of a payload is checked at every use.
+
+A request waits at most ``[numa_guard] cache_timeout`` for memcached and
+reads at most ``payload.MAX_RECORD_BYTES`` per candidate host; hosts whose
+server is down, or whose values could not be read within that budget, are
+judged on accounted data (the store failed, not their agents).
+"""
+
+import time
+
+from nova_numa_guard.live import payload
+from nova_numa_guard.live import source
+from nova_numa_guard.live import store
+
+
+class CacheSource(source.PayloadSource):
+    """Live per-node memory that the agents publish in memcached."""
+
+    max_bytes = payload.MAX_RECORD_BYTES
+
+    def __init__(self, conf=None):
+        super().__init__(conf)
+        opts = self._conf.numa_guard
+        try:
+            self.store = store.MemcacheStore.from_conf(self._conf,
+                                                       opts.cache_timeout)
+        except store.StoreError as exc:
+            raise ValueError(str(exc))
+        self._memo_seconds = opts.live_data_memo_seconds
+
+    def fetch_raw(self, entries):
+        now = time.monotonic()
+        window = self._memo_seconds
+        values = {}
+        wanted = []
+        for host, entry in entries.items():
+            fetched = entry.fetched_at
+            if fetched is not None and now - fetched < window:
+                if entry.value is not None:
+                    values[host] = entry.value
+            else:
+                wanted.append(host)
+        if not wanted:
+            return values
+        keys = []
+        for host in wanted:
+            entry = entries[host]
+            if entry.key is None:
+                entry.key = store.key(store.RECORD_PREFIX, host)
+            keys.append(entry.key)
+        try:
+            found, unreachable, over_budget = self.store.get_multi(
+                keys, len(keys) * self.max_bytes)
+        except store.StoreError as exc:
+            raise source.Unavailable(str(exc))
+        gaps = dict.fromkeys(unreachable, source.UNREACHABLE_HOST)
+        gaps.update(dict.fromkeys(over_budget, source.OVER_BUDGET_HOST))
+        for host, key in zip(wanted, keys):
+            value = found.get(key) if not gaps else \
+                gaps.get(key) or found.get(key)
+            entry = entries[host]
+            entry.fetched_at, entry.value = now, value
+            if value is not None:
+                values[host] = value
+        return values
+
+    def forget(self, verified=True):
+        """Drop the memo, and what was verified (tests, benchmarks)."""
+        if verified:
+            super().forget()
+            return
+        for entry in self._hosts.values():
+            entry.fetched_at = entry.value = None

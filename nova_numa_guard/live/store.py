@@ -1,0 +1,482 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The memcached store of live payloads, shared by the agent and scheduler.
+
+A small client of our own, configured from the ``[cache]`` options nova
+already has (``memcache_servers`` and the ``tls_*`` options), so that nothing
+of dogpile's or oslo.cache's internals runs inside nova-scheduler:
+
+* Keys are spread over the servers by rendezvous hashing (pymemcache's
+  ``RendezvousHash`` with zlib's crc32); agent and scheduler agree on each
+  key's server.
+* It speaks memcached's text protocol itself: ``get`` with many keys,
+  pipelined (every batch is sent before the replies are read, so memcached
+  works on the next batch while this one is parsed), and ``set``. Values are
+  raw bytes both ways: nothing is ever unpickled, whatever flags a writer
+  set. pymemcache's reader cost 4 to 6 microseconds per key, more than the
+  scheduler can spend per host.
+* Every call has **one deadline** for all its socket operations, not a
+  timeout per read: a server that trickles one byte at a time cannot hold a
+  request longer than the deadline.
+* Every fetch has a **byte budget**: whatever is planted in memcached, a
+  request reads at most that many bytes (each server a share in proportion
+  to its keys, plus one read of the socket).
+* The servers of a fetch are read at the same time (a thread per server
+  but the first), so a server that hangs costs only its own keys.
+* A server that fails (refused, timed out, reset, garbled) is left alone
+  for ``DEAD_SECONDS``; its keys are reported as unreachable meanwhile, so
+  an outage costs one request at most one deadline. A pooled connection the
+  server closed while it was idle (memcached restarted) is retried once on
+  a new one first.
+
+redis is not supported: memcached is what OpenStack deployments already run
+for keystonemiddleware and oslo.cache, and one store whose every byte and
+second is bounded is worth more than two.
+"""
+
+import hashlib
+import socket
+import ssl
+import threading
+import time
+import zlib
+
+from oslo_cache import core as cache_core
+from pymemcache.client import rendezvous
+
+# Payload keys: "<prefix><host>".
+FULL_PREFIX = 'nova_numa_guard:live:'
+RECORD_PREFIX = 'nova_numa_guard:mem:'
+DEAD_SECONDS = 10.0
+# Keys per "get" command: bounds the command line memcached must buffer.
+BATCH = 100
+# Bytes asked of the socket per read.
+RECV_SIZE = 256 * 1024
+# Idle connections kept per server.
+POOL_SIZE = 4
+# How long a call waits past its deadline for a server's reader thread
+# (which stops at its next socket operation after the deadline).
+_JOIN_GRACE = 0.1
+MEMCACHED_BACKENDS = frozenset((
+    'dogpile.cache.pymemcache', 'oslo_cache.memcache_pool',
+    'dogpile.cache.memcached', 'dogpile.cache.pylibmc',
+    'dogpile.cache.bmemcached'))
+_MAX_KEY = 250
+# The largest value memcached stores by default (1 MiB items).
+_MAX_VALUE = 1024 * 1024
+# What a pooled connection that the server closed meanwhile raises.
+_STALE = (ConnectionResetError, BrokenPipeError)
+
+
+class StoreError(Exception):
+    """The store cannot serve a call (one line: why)."""
+
+
+class BudgetExceeded(OSError):
+    """A fetch read more bytes than its budget allows."""
+
+
+class ProtocolError(OSError):
+    """A server answered something memcached does not say."""
+
+
+def key(prefix, host):
+    """The memcached key of ``host``'s value under ``prefix``.
+
+    Host names that memcached cannot take as keys (spaces, control
+    characters, non-ASCII, too long) are replaced by their SHA-1.
+    """
+    text = prefix + host
+    if (len(text) <= _MAX_KEY and text.isascii() and text.isprintable()
+            and ' ' not in text):
+        return text
+    return prefix + 'sha1:' + hashlib.sha1(host.encode('utf-8',
+                                                       'replace')).hexdigest()
+
+
+def _crc32(text, seed=0):
+    return zlib.crc32(text.encode('utf-8'), seed)
+
+
+class _Limits:
+    """The deadline and byte budget of the call in progress."""
+
+    __slots__ = ('deadline', 'budget')
+
+    def __init__(self):
+        self.deadline = float('inf')
+        self.budget = float('inf')
+
+    def remaining(self):
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout('deadline reached')
+        return left
+
+
+class _BoundedSocket:
+    """A socket whose every operation respects the call's ``_Limits``."""
+
+    def __init__(self, sock, limits):
+        self._sock = sock
+        self._limits = limits
+
+    def connect(self, address):
+        self._sock.settimeout(self._limits.remaining())
+        self._sock.connect(address)
+
+    def sendall(self, data):
+        self._sock.settimeout(self._limits.remaining())
+        self._sock.sendall(data)
+
+    def recv(self, size):
+        limits = self._limits
+        self._sock.settimeout(limits.remaining())
+        data = self._sock.recv(size)
+        if not data:
+            raise ConnectionResetError('the server closed the connection')
+        limits.budget -= len(data)
+        if limits.budget < 0:
+            raise BudgetExceeded('byte budget of the fetch exceeded')
+        return data
+
+    def close(self):
+        self._sock.close()
+
+
+class _Connection:
+    """One connection to a memcached server, opened when first used.
+
+    :ivar limits: the :class:`_Limits` of the call in progress; every socket
+        operation checks them.
+    """
+
+    def __init__(self, server):
+        self._server = server
+        self.limits = _Limits()
+        self._sock = None
+
+    def _socket(self):
+        if self._sock is None:
+            address = self._server.address
+            if isinstance(address, str):
+                raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            else:
+                family = socket.AF_INET6 if ':' in address[0] else \
+                    socket.AF_INET
+                raw = socket.socket(family, socket.SOCK_STREAM)
+                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._server.tls is not None:
+                raw = self._server.tls.wrap_socket(
+                    raw, server_hostname=address[0])
+            sock = _BoundedSocket(raw, self.limits)
+            try:
+                sock.connect(address)
+            except BaseException:
+                sock.close()
+                raise
+            self._sock = sock
+        return self._sock
+
+    def close(self):
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+            self._sock = None
+
+    def get_many(self, keys):
+        """``{key: bytes}`` of the keys found; one pipelined round trip.
+
+        :raises OSError: on any socket or protocol failure (the connection
+            is then closed).
+        """
+        try:
+            return self._get_many(keys)
+        except BaseException:
+            self.close()
+            raise
+
+    def _get_many(self, keys):
+        sock = self._socket()
+        batches = [keys[i:i + BATCH] for i in range(0, len(keys), BATCH)]
+        sock.sendall(b''.join(
+            b'get ' + ' '.join(batch).encode('ascii') + b'\r\n'
+            for batch in batches))
+        found = {}
+        ends = 0
+        buf = b''
+        pos = 0
+        while ends < len(batches):
+            line_end = buf.find(b'\r\n', pos)
+            if line_end < 0:
+                buf = buf[pos:] + sock.recv(RECV_SIZE)
+                pos = 0
+                continue
+            if line_end == pos + 3 and buf[pos:line_end] == b'END':
+                ends += 1
+                pos = line_end + 2
+                continue
+            fields = buf[pos:line_end].split()
+            if len(fields) != 4 or fields[0] != b'VALUE':
+                raise ProtocolError('unexpected reply %r' %
+                                    bytes(buf[pos:line_end][:40]))
+            size = int(fields[3])
+            if not 0 <= size <= _MAX_VALUE:
+                raise ProtocolError('a value of %d bytes' % size)
+            start = line_end + 2
+            while len(buf) < start + size + 2:
+                buf = buf[pos:] + sock.recv(RECV_SIZE)
+                start -= pos
+                pos = 0
+            found[fields[1].decode('ascii')] = buf[start:start + size]
+            pos = start + size + 2
+        return found
+
+    def set_many(self, items, ttl):
+        """Store ``{key: bytes}``; returns the keys not stored.
+
+        :raises OSError: on any socket or protocol failure.
+        """
+        try:
+            sock = self._socket()
+            sock.sendall(b''.join(
+                b'set %s 0 %d %d\r\n%s\r\n' % (k.encode('ascii'), ttl,
+                                                len(value), value)
+                for k, value in items.items()))
+            failed = []
+            buf = b''
+            for k in items:
+                while b'\r\n' not in buf:
+                    buf += sock.recv(4096)
+                line, buf = buf.split(b'\r\n', 1)
+                if line != b'STORED':
+                    if not line.startswith(b'NOT_STORED'):
+                        raise ProtocolError('unexpected reply %r' % line[:40])
+                    failed.append(k)
+            return failed
+        except BaseException:
+            self.close()
+            raise
+
+
+class _Server:
+    """One memcached server: a small pool of connections and its health."""
+
+    def __init__(self, name, tls_context):
+        self.name = name
+        if name.startswith('unix:'):
+            self.address = name[len('unix:'):]
+        else:
+            host, _, port = name[len('inet6:'):].rpartition(':') \
+                if name.startswith('inet6:') else name.rpartition(':')
+            if not host:
+                raise ValueError(name)
+            self.address = (host.strip('[]'), int(port))
+        self.tls = tls_context
+        self._idle = []
+        self._lock = threading.Lock()
+        self.dead_until = 0.0
+
+    def connection(self):
+        """``(connection, pooled)``: an idle connection, or a new one."""
+        with self._lock:
+            if self._idle:
+                return self._idle.pop(), True
+        return _Connection(self), False
+
+    def release(self, connection):
+        with self._lock:
+            if len(self._idle) < POOL_SIZE:
+                self._idle.append(connection)
+                return
+        connection.close()
+
+
+class MemcacheStore:
+    """Live payloads in memcached.
+
+    :param servers: ``["host:port", ...]`` (``[cache] memcache_servers``).
+    :param timeout: seconds; the deadline of every call.
+    :param tls_context: an ``ssl.SSLContext``, or None.
+    :raises StoreError: when ``servers`` is empty or malformed.
+    """
+
+    def __init__(self, servers, timeout, tls_context=None):
+        if not servers:
+            raise StoreError('no memcached server in [cache] '
+                             'memcache_servers')
+        self._servers = {}
+        for name in servers:
+            name = name.strip()
+            try:
+                self._servers[name] = _Server(name, tls_context)
+            except ValueError:
+                raise StoreError('[cache] memcache_servers: %r is not '
+                                 'host:port' % name)
+        self._ring = rendezvous.RendezvousHash(list(self._servers),
+                                               hash_function=_crc32)
+        self.timeout = timeout
+
+    @classmethod
+    def from_conf(cls, conf, timeout):
+        """The store of the ``[cache]`` options of ``conf``.
+
+        :raises StoreError: when ``[cache] backend`` is not a memcached one.
+        """
+        cache_core.configure(conf)  # registers [cache]; idempotent
+        opts = conf.cache
+        if opts.backend not in MEMCACHED_BACKENDS:
+            raise StoreError(
+                '[cache] backend = %s: live memory payloads are kept in '
+                'memcached only; set one of %s and [cache] memcache_servers'
+                % (opts.backend, ', '.join(sorted(MEMCACHED_BACKENDS))))
+        return cls(opts.memcache_servers, timeout, _tls_context(opts))
+
+    def server_of(self, key):
+        return self._ring.get_node(key)
+
+    def _by_server(self, keys):
+        """``{server name: [key, ...]}``, in the order of ``keys``."""
+        if len(self._servers) == 1:
+            return {next(iter(self._servers)): list(keys)}
+        by_server = {}
+        for k in keys:
+            by_server.setdefault(self._ring.get_node(k), []).append(k)
+        return by_server
+
+    def get_multi(self, keys, max_bytes):
+        """Fetch ``keys`` within one deadline and ``max_bytes``.
+
+        The servers are read at the same time, each until the call's
+        deadline and with a share of ``max_bytes`` in proportion to its
+        keys: a server that hangs, trickles or serves planted values costs
+        its own keys only.
+
+        :returns: ``(values, unreachable, over_budget)``: ``{key: bytes}``
+            of the keys found; the keys whose server failed or is left
+            alone; the keys not read because the byte budget ran out.
+        :raises StoreError: when no server could be read at all.
+        """
+        deadline = time.monotonic() + self.timeout
+        by_server = self._by_server(keys)
+        results = {}
+        jobs = []
+        now = time.monotonic()
+        for name, server_keys in by_server.items():
+            if now < self._servers[name].dead_until:
+                results[name] = StoreError('failed less than %d s ago' %
+                                           DEAD_SECONDS)
+            else:
+                jobs.append((name, server_keys))
+
+        def fetch(name, server_keys):
+            share = max_bytes * len(server_keys) // len(keys)
+            try:
+                results[name] = self._fetch(self._servers[name],
+                                            server_keys, deadline, share)
+            except Exception as exc:
+                results[name] = exc
+
+        threads = [threading.Thread(target=fetch, args=job, daemon=True)
+                   for job in jobs[1:]]
+        for thread in threads:
+            thread.start()
+        if jobs:
+            fetch(*jobs[0])
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()) + _JOIN_GRACE)
+        values, unreachable, over_budget = {}, [], []
+        failures = []
+        for name, server_keys in by_server.items():
+            result = results.get(name)
+            if isinstance(result, dict):
+                values.update(result)
+            elif isinstance(result, BudgetExceeded):
+                over_budget.extend(server_keys)
+            else:
+                failures.append('%s: %s' % (name, 'no answer by the deadline'
+                                            if result is None
+                                            else _one_line(result)))
+                unreachable.extend(server_keys)
+        if failures and len(failures) == len(by_server):
+            raise StoreError('; '.join(failures))
+        return values, unreachable, over_budget
+
+    def _fetch(self, server, keys, deadline, max_bytes):
+        connection, pooled = server.connection()
+        limits = connection.limits
+        limits.deadline = deadline
+        limits.budget = max_bytes
+        try:
+            try:
+                found = connection.get_many(keys)
+            except _STALE:
+                # A pooled connection the server closed while it was idle
+                # (memcached restarted): once more, on a new one.
+                if not pooled or limits.budget < max_bytes:
+                    raise
+                found = connection.get_many(keys)
+        except BudgetExceeded:
+            raise
+        except (OSError, ValueError) as exc:
+            # ValueError: a reply that is not memcached's (garbled sizes).
+            server.dead_until = time.monotonic() + DEAD_SECONDS
+            raise StoreError(_one_line(exc))
+        finally:
+            limits.deadline = limits.budget = float('inf')
+        server.release(connection)
+        return found
+
+    def set_many(self, items, ttl):
+        """Store ``{key: bytes}`` with a TTL in seconds; one deadline.
+
+        :raises StoreError: when a server cannot store its part.
+        """
+        deadline = time.monotonic() + self.timeout
+        by_server = {}
+        for name, server_keys in self._by_server(list(items)).items():
+            by_server[name] = {k: items[k] for k in server_keys}
+        for name, values in by_server.items():
+            server = self._servers[name]
+            connection, _ = server.connection()
+            connection.limits.deadline = deadline
+            try:
+                failed = connection.set_many(values, ttl)
+            except OSError as exc:
+                raise StoreError('%s: %s' % (name, _one_line(exc)))
+            finally:
+                connection.limits.deadline = float('inf')
+            server.release(connection)
+            if failed:
+                raise StoreError('%s did not store %s' % (
+                    name, ', '.join(sorted(failed))))
+
+
+def _tls_context(opts):
+    """An ``ssl.SSLContext`` from ``[cache] tls_*``, or None."""
+    if not opts.tls_enabled:
+        return None
+    context = ssl.create_default_context(cafile=opts.tls_cafile)
+    if opts.tls_certfile:
+        context.load_cert_chain(opts.tls_certfile, opts.tls_keyfile)
+    if opts.tls_allowed_ciphers:
+        context.set_ciphers(opts.tls_allowed_ciphers)
+    return context
+
+
+def _one_line(exc):
+    text = str(exc).strip()
+    name = type(exc).__name__
+    return '%s: %s' % (name, text.splitlines()[0][:200]) if text else name

@@ -1,0 +1,607 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""MemcacheStore against a real memcached and misbehaving fake servers.
+
+The fake servers listen on 127.0.0.1 on a port the kernel picks and count
+the connections they accept. Time bounds are asserted only where the bound
+is the behaviour itself, and generously (five times the deadline).
+"""
+
+import logging
+import os
+import pickle
+import socket
+import socketserver
+import subprocess
+import threading
+import time
+
+import fixtures
+from oslo_cache import core as cache_core
+from oslo_config import fixture as config_fixture
+from pymemcache.client import base as pymemcache_base
+from pymemcache import serde as pymemcache_serde
+import testtools
+
+from nova_numa_guard.live import store
+from tests import memcached_fixture
+from tests.unit.live import base
+
+# The deadline of the tests that wait for a bad server, in seconds: a
+# healthy memcached on loopback answers well within it, even on a busy
+# machine.
+TIMEOUT = 1.0
+# The deadline of calls that must succeed, whatever the machine's load.
+SAFE_TIMEOUT = 10.0
+MIB = 1024 * 1024
+# One byte every TRICKLE_SECONDS, TRICKLE_BYTES in all (about 12 s): long
+# enough that a call bounded per read only would blow every bound.
+TRICKLE_SECONDS = 0.3
+TRICKLE_BYTES = 40
+
+SPRUNG = []
+
+
+def _spring():
+    SPRUNG.append(True)
+    return 'sprung'
+
+
+class _Trap:
+    """Unpickling this calls _spring(): proof that something unpickled."""
+
+    def __reduce__(self):
+        return (_spring, ())
+
+
+def wait_for(predicate, what, timeout=10.0):
+    """Poll ``predicate`` until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError('timed out waiting for %s' % what)
+        time.sleep(0.01)
+
+
+def _read_command(sock, stopping):
+    """Read up to the end of the first command line, or give up."""
+    sock.settimeout(0.1)
+    data = b''
+    while b'\r\n' not in data and not stopping.is_set():
+        try:
+            chunk = sock.recv(4096)
+        except socket.timeout:
+            continue
+        except OSError:
+            return None
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def hang(sock, stopping):
+    """Accept and read the command, never answer."""
+    _read_command(sock, stopping)
+    stopping.wait()
+
+
+def trickle(sock, stopping):
+    """Answer a well-formed reply, one byte every TRICKLE_SECONDS."""
+    if _read_command(sock, stopping) is None:
+        return
+    reply = (b'VALUE nova_numa_guard:mem:compute1 0 1000\r\n' +
+             b'x' * 1000 + b'\r\nEND\r\n')
+    for byte in reply[:TRICKLE_BYTES]:
+        if stopping.wait(TRICKLE_SECONDS):
+            return
+        try:
+            sock.sendall(bytes([byte]))
+        except OSError:
+            return
+
+
+class _CountingServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+    connections = 0
+
+    def get_request(self):
+        # Runs in the serving thread only, right at accept().
+        request = super().get_request()
+        self.connections += 1
+        return request
+
+
+class FakeServer(fixtures.Fixture):
+    """A misbehaving memcached on 127.0.0.1.
+
+    :param behaviour: ``behaviour(sock, stopping)`` serves one connection;
+        ``stopping`` (a ``threading.Event``) is set at cleanup.
+    :ivar url: ``127.0.0.1:PORT``.
+    """
+
+    def __init__(self, behaviour):
+        super().__init__()
+        self.behaviour = behaviour
+
+    def _setUp(self):
+        stopping = threading.Event()
+        behaviour = self.behaviour
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self):
+                behaviour(self.request, stopping)
+
+        self.server = _CountingServer((memcached_fixture.HOST, 0), Handler)
+        self.url = '%s:%d' % self.server.server_address[:2]
+        thread = threading.Thread(target=self.server.serve_forever,
+                                  kwargs={'poll_interval': 0.05},
+                                  daemon=True)
+        thread.start()
+        self.addCleanup(thread.join, 10)
+        self.addCleanup(self.server.server_close)
+        self.addCleanup(self.server.shutdown)
+        self.addCleanup(stopping.set)
+
+    @property
+    def connections(self):
+        """Connections accepted so far."""
+        return self.server.connections
+
+
+class UnixMemcached(fixtures.Fixture):
+    """A real memcached listening on a unix socket only."""
+
+    def _setUp(self):
+        if not os.access(memcached_fixture.BINARY, os.X_OK):
+            raise memcached_fixture.MemcachedMissing(
+                '%s not found: install memcached' % memcached_fixture.BINARY)
+        self.path = os.path.join(self.useFixture(fixtures.TempDir()).path,
+                                 'memcached.sock')
+        command = [memcached_fixture.BINARY, '-s', self.path, '-U', '0',
+                   '-m', '16']
+        if os.geteuid() == 0:
+            command += ['-u', 'root']
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        self.addCleanup(process.wait)
+        self.addCleanup(process.kill)
+        wait_for(lambda: self._answers() or process.poll() is not None,
+                 'memcached on %s' % self.path)
+        if process.poll() is not None:
+            raise RuntimeError('memcached on %s exited' % self.path)
+
+    def _answers(self):
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(1)
+                sock.connect(self.path)
+                sock.sendall(b'version\r\n')
+                return sock.recv(64).startswith(b'VERSION')
+        except OSError:
+            return False
+
+
+class StoreTestCase(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.log = self.useFixture(fixtures.FakeLogger(
+            name='nova_numa_guard', level=logging.DEBUG))
+        self.connects = []
+        real_connect = store._BoundedSocket.connect
+
+        def counting(sock, address):
+            self.connects.append(address)
+            return real_connect(sock, address)
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_numa_guard.live.store._BoundedSocket.connect', counting))
+
+    def keys(self, count, prefix=store.RECORD_PREFIX):
+        return [store.key(prefix, 'compute%d' % i) for i in range(count)]
+
+    def split(self, mstore, keys, url):
+        """``(keys on url, keys elsewhere)``, both non-empty."""
+        there = [k for k in keys if mstore.server_of(k) == url]
+        elsewhere = [k for k in keys if mstore.server_of(k) != url]
+        self.assertTrue(there and elsewhere, 'keys all on one server')
+        return there, elsewhere
+
+    def later(self, seconds):
+        """Move time.monotonic ``seconds`` ahead for the rest of the test."""
+        real = time.monotonic
+        self.useFixture(fixtures.MockPatch(
+            'time.monotonic', new=lambda: real() + seconds))
+
+
+class RoundTripTest(StoreTestCase):
+    """Raw bytes in and out of one real memcached."""
+
+    def setUp(self):
+        super().setUp()
+        self.memcached = self.useFixture(memcached_fixture.Memcached())
+        self.store = store.MemcacheStore([self.memcached.url], SAFE_TIMEOUT)
+
+    def test_bytes_round_trip(self):
+        """Ensures set_many then get_multi gives back the same bytes."""
+        items = {'k1': b'{"schema": 1}', 'k2': b'\x00\xff\r\nEND\r\n',
+                 'k3': b''}
+        self.store.set_many(items, 60)
+        values, unreachable, over_budget = self.store.get_multi(
+            ['k1', 'k2', 'k3', 'absent'], MIB)
+        self.assertEqual(items, values)
+        self.assertEqual(([], []), (unreachable, over_budget))
+
+    def test_only_bytes_are_stored(self):
+        """Ensures a value that is not bytes is refused, not pickled."""
+        self.assertRaises(TypeError, self.store.set_many,
+                          {'k1': {'schema': 1}}, 60)
+        self.assertEqual({}, self.store.get_multi(['k1'], MIB)[0])
+
+    def test_pickled_values_come_back_as_stored_bytes(self):
+        """Ensures values flagged as pickles by other clients stay bytes."""
+        del SPRUNG[:]
+        # As python-memcached and pymemcache's pickle serde store objects.
+        writer = pymemcache_base.Client(
+            (memcached_fixture.HOST, self.memcached.port),
+            serde=pymemcache_serde.pickle_serde)
+        self.addCleanup(writer.close)
+        writer.set('by-pymemcache', _Trap())
+        stored, flags = pymemcache_serde.python_memcache_serializer(
+            'by-pymemcache', _Trap())
+        self.assertEqual(pymemcache_serde.FLAG_PICKLE, flags)
+        raw = pickle.dumps(_Trap())
+        for flag in (1, 2, 4, 16):
+            reply = self.memcached.command(
+                b'set flag%d %d 60 %d\r\n%s\r\n' % (flag, flag, len(raw),
+                                                   raw))
+            self.assertEqual(b'STORED\r\n', reply)
+        values = self.store.get_multi(
+            ['by-pymemcache', 'flag1', 'flag2', 'flag4', 'flag16'], MIB)[0]
+        self.assertEqual({'by-pymemcache': stored, 'flag1': raw,
+                          'flag2': raw, 'flag4': raw, 'flag16': raw}, values)
+        self.assertEqual([], SPRUNG)
+        # The trap works: unpickling the value would have sprung it.
+        self.assertEqual('sprung', pickle.loads(values['flag1']))
+
+    def test_keys_in_batches(self):
+        """Ensures more keys than one command takes still come back."""
+        keys = self.keys(store.BATCH * 2 + 5)
+        self.store.set_many({k: k.encode() for k in keys}, 60)
+        values = self.store.get_multi(keys, 10 * MIB)[0]
+        self.assertEqual({k: k.encode() for k in keys}, values)
+
+    def test_idle_connections_are_reused(self):
+        """Ensures calls that follow each other reuse one connection."""
+        for _ in range(5):
+            self.store.get_multi(['k1'], MIB)
+        self.store.set_many({'k1': b'v'}, 60)
+        self.assertEqual(1, len(self.connects))
+
+    def test_unix_socket_server(self):
+        """Ensures unix:/path in [cache] memcache_servers is a unix socket."""
+        server = self.useFixture(UnixMemcached())
+        mstore = store.MemcacheStore(['unix:' + server.path], SAFE_TIMEOUT)
+        mstore.set_many({'k1': b'over a unix socket'}, 60)
+        self.assertEqual({'k1': b'over a unix socket'},
+                         mstore.get_multi(['k1'], MIB)[0])
+        self.assertEqual([server.path], self.connects)
+
+
+class DeadlineTest(StoreTestCase):
+    """One deadline per call; a failed server is left alone."""
+
+    def setUp(self):
+        super().setUp()
+        self.healthy = self.useFixture(memcached_fixture.Memcached())
+
+    def check_bad_server(self, bad_url, bad_first):
+        """Reads keys from the healthy server and ``bad_url`` at once.
+
+        :returns: the keys on the bad server.
+        """
+        mstore = store.MemcacheStore([self.healthy.url, bad_url], TIMEOUT)
+        bad, good = self.split(mstore, self.keys(40), bad_url)
+        writer = store.MemcacheStore([self.healthy.url], SAFE_TIMEOUT)
+        writer.set_many({k: k.encode() for k in good}, 60)
+        started = time.monotonic()
+        values, unreachable, over_budget = mstore.get_multi(
+            bad + good if bad_first else good + bad, MIB)
+        elapsed = time.monotonic() - started
+        self.assertLess(elapsed, 5 * TIMEOUT)
+        self.assertEqual({k: k.encode() for k in good}, values)
+        self.assertEqual(sorted(bad), sorted(unreachable))
+        self.assertEqual([], over_budget)
+        self.mstore, self.good = mstore, good
+        return bad
+
+    def check_left_alone(self, bad, server=None):
+        """The bad server is not tried again before DEAD_SECONDS."""
+        connects = len(self.connects)
+        values, unreachable, _ = self.mstore.get_multi(bad + self.good, MIB)
+        self.assertEqual(sorted(bad), sorted(unreachable))
+        self.assertEqual({k: k.encode() for k in self.good}, values)
+        if server is not None:
+            self.assertEqual(1, server.connections)
+        # Only the healthy server's pooled connection is used.
+        self.assertEqual(connects, len(self.connects))
+        self.later(store.DEAD_SECONDS + 1)
+        values, unreachable, _ = self.mstore.get_multi(bad + self.good, MIB)
+        self.assertEqual(sorted(bad), sorted(unreachable))
+        self.assertEqual(connects + 1, len(self.connects))
+        if server is not None:
+            wait_for(lambda: server.connections == 2, 'second connection')
+
+    def test_trickling_server_is_bounded_by_one_deadline(self):
+        """Ensures a server sending a byte every 0.3 s is cut at the deadline.
+
+        Each read gets its byte well within the deadline: only a deadline
+        for the whole call stops it before its 12 s reply is done.
+        """
+        server = self.useFixture(FakeServer(trickle))
+        bad = self.check_bad_server(server.url, bad_first=True)
+        wait_for(lambda: server.connections == 1, 'first connection')
+        self.check_left_alone(bad, server)
+
+    def test_silent_server_is_bounded(self):
+        """Ensures a server that accepts and never answers is bounded."""
+        server = self.useFixture(FakeServer(hang))
+        bad = self.check_bad_server(server.url, bad_first=False)
+        wait_for(lambda: server.connections == 1, 'first connection')
+        self.check_left_alone(bad, server)
+
+    def test_silent_server_read_first_spares_the_others(self):
+        """Ensures a hung server read first costs only its own keys.
+
+        The healthy server is not left alone because the hung one used the
+        call's time: its keys come back in the same call and the next.
+        """
+        server = self.useFixture(FakeServer(hang))
+        bad = self.check_bad_server(server.url, bad_first=True)
+        self.check_left_alone(bad)
+
+    def test_refused_port_is_bounded(self):
+        """Ensures a refused connection fails fast and is left alone."""
+        url = '%s:%d' % (memcached_fixture.HOST, memcached_fixture.free_port())
+        bad = self.check_bad_server(url, bad_first=True)
+        self.check_left_alone(bad)
+
+    def test_spent_deadline_fails_without_waiting(self):
+        """Ensures a call whose deadline is spent does not wait any longer.
+
+        The clock jumps past the deadline at the first socket operation:
+        no operation may then wait on the silent server.
+        """
+        server = self.useFixture(FakeServer(hang))
+        mstore = store.MemcacheStore([server.url], 30)
+        real = time.monotonic
+        calls = []
+
+        def clock():
+            calls.append(True)
+            return real() + (7200 if len(calls) > 1 else 0)
+        self.useFixture(fixtures.MockPatch('time.monotonic', new=clock))
+        started = real()
+        self.assertRaises(store.StoreError, mstore.get_multi, ['k1'], MIB)
+        self.assertLess(real() - started, 5 * TIMEOUT)
+
+    def test_all_servers_down_raises(self):
+        """Ensures a call no server can serve raises StoreError."""
+        urls = ['%s:%d' % (memcached_fixture.HOST,
+                           memcached_fixture.free_port()) for _ in range(2)]
+        mstore = store.MemcacheStore(urls, TIMEOUT)
+        keys = self.keys(20)
+        self.split(mstore, keys, urls[0])
+        exc = self.assertRaises(store.StoreError, mstore.get_multi, keys,
+                                MIB)
+        self.assertIn(urls[0], str(exc))
+        self.assertIn(urls[1], str(exc))
+        self.assertEqual(1, len(str(exc).splitlines()))
+        # Left alone: the next call raises without trying them.
+        connects = len(self.connects)
+        exc = self.assertRaises(store.StoreError, mstore.get_multi, keys,
+                                MIB)
+        self.assertIn('failed less than', str(exc))
+        self.assertEqual(connects, len(self.connects))
+
+    def test_set_many_to_a_refused_port_raises(self):
+        """Ensures set_many raises StoreError when its server is down."""
+        mstore = store.MemcacheStore(
+            ['%s:%d' % (memcached_fixture.HOST,
+                        memcached_fixture.free_port())], TIMEOUT)
+        exc = self.assertRaises(store.StoreError, mstore.set_many,
+                                {'k1': b'v'}, 60)
+        self.assertIn('ConnectionRefusedError', str(exc))
+
+    def test_set_many_to_a_silent_server_is_bounded(self):
+        """Ensures set_many to a server that never answers is bounded."""
+        server = self.useFixture(FakeServer(hang))
+        mstore = store.MemcacheStore([server.url], TIMEOUT)
+        started = time.monotonic()
+        self.assertRaises(store.StoreError, mstore.set_many,
+                          {'k1': b'v'}, 60)
+        self.assertLess(time.monotonic() - started, 5 * TIMEOUT)
+
+    def test_set_many_to_a_trickling_server_is_bounded(self):
+        """Ensures set_many to a trickling server is bounded likewise."""
+        server = self.useFixture(FakeServer(trickle))
+        mstore = store.MemcacheStore([server.url], TIMEOUT)
+        started = time.monotonic()
+        self.assertRaises(store.StoreError, mstore.set_many,
+                          {'k1': b'v'}, 60)
+        self.assertLess(time.monotonic() - started, 5 * TIMEOUT)
+
+
+class BudgetTest(StoreTestCase):
+    """A fetch reads no more bytes than its budget."""
+
+    def setUp(self):
+        super().setUp()
+        self.memcached = self.useFixture(memcached_fixture.Memcached())
+        self.received = []
+        real_recv = store._BoundedSocket.recv
+
+        def counting(sock, size):
+            data = real_recv(sock, size)
+            self.received.append(len(data))
+            return data
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_numa_guard.live.store._BoundedSocket.recv', counting))
+
+    def test_planted_values_are_read_up_to_the_budget(self):
+        """Ensures 1 MiB values cost at most the budget, the rest skipped."""
+        mstore = store.MemcacheStore([self.memcached.url], SAFE_TIMEOUT)
+        keys = self.keys(8)
+        planted = {k: k.encode().ljust(MIB, b'x') for k in keys}
+        mstore.set_many(planted, 60)
+        max_bytes = 2 * MIB + MIB // 2
+        del self.received[:]
+        values, unreachable, over_budget = mstore.get_multi(keys, max_bytes)
+        self.assertLessEqual(sum(self.received),
+                             max_bytes + store.RECV_SIZE)
+        self.assertEqual([], unreachable)
+        self.assertTrue(over_budget)
+        self.assertEqual(set(keys), set(values) | set(over_budget))
+        self.assertEqual({k: planted[k] for k in values}, values)
+        # Running out of budget is not a server failure.
+        values = mstore.get_multi(keys, 10 * MIB)[0]
+        self.assertEqual(planted, values)
+
+    def test_budget_bounds_every_server(self):
+        """Ensures values planted on two servers cost at most the budget."""
+        other = self.useFixture(memcached_fixture.Memcached())
+        mstore = store.MemcacheStore([self.memcached.url, other.url],
+                                     SAFE_TIMEOUT)
+        keys = self.keys(16)
+        self.split(mstore, keys, other.url)
+        mstore.set_many({k: k.encode().ljust(MIB, b'x') for k in keys}, 60)
+        max_bytes = 4 * MIB
+        del self.received[:]
+        values, unreachable, over_budget = mstore.get_multi(keys, max_bytes)
+        self.assertLessEqual(sum(self.received),
+                             max_bytes + 2 * store.RECV_SIZE)
+        self.assertEqual([], unreachable)
+        self.assertEqual(set(keys), set(values) | set(over_budget))
+
+    def test_small_values_fit_the_budget(self):
+        """Ensures values within the budget all come back."""
+        mstore = store.MemcacheStore([self.memcached.url], SAFE_TIMEOUT)
+        keys = self.keys(100)
+        mstore.set_many({k: b'x' * 300 for k in keys}, 60)
+        values, unreachable, over_budget = mstore.get_multi(
+            keys, len(keys) * 1024)
+        self.assertEqual(100, len(values))
+        self.assertEqual(([], []), (unreachable, over_budget))
+
+
+class KeyTest(testtools.TestCase):
+
+    def test_ordinary_host_names_are_kept(self):
+        """Ensures DNS-ish host names are used as they are."""
+        for host in ('compute1', 'compute-1.example.org', 'r1_c2:3',
+                     'x' * (250 - len(store.RECORD_PREFIX))):
+            self.assertEqual(store.RECORD_PREFIX + host,
+                             store.key(store.RECORD_PREFIX, host))
+
+    def test_names_memcached_cannot_take_are_hashed(self):
+        """Ensures spaces, controls, non-ASCII and long names are hashed."""
+        hosts = ('compute 1', 'compute1\n', 'compute\x00', 'compute\x7f',
+                 'c\u00f6mpute', 'x' * (251 - len(store.RECORD_PREFIX)),
+                 'y' * 1000)
+        keys = [store.key(store.RECORD_PREFIX, host) for host in hosts]
+        self.assertEqual(len(hosts), len(set(keys)))
+        for host, key in zip(hosts, keys):
+            self.assertTrue(key.startswith(store.RECORD_PREFIX + 'sha1:'))
+            self.assertEqual(key, store.key(store.RECORD_PREFIX, host))
+            # pymemcache, which refuses keys memcached cannot take, takes it.
+            pymemcache_base.check_key_helper(key, allow_unicode_keys=False)
+        self.assertNotEqual(store.key(store.RECORD_PREFIX, 'compute 1'),
+                            store.key(store.FULL_PREFIX, 'compute 1'))
+
+
+class FromConfTest(testtools.TestCase):
+    """MemcacheStore.from_conf and the server list."""
+
+    def setUp(self):
+        super().setUp()
+        self.config = self.useFixture(config_fixture.Config(base.CONF))
+        cache_core.configure(base.CONF)
+
+    def flags(self, **kwargs):
+        self.config.config(group='cache', **kwargs)
+
+    def test_non_memcached_backends_are_refused(self):
+        """Ensures redis, null and other backends are refused in one line."""
+        for backend in ('dogpile.cache.redis', 'dogpile.cache.redis_sentinel',
+                        'dogpile.cache.null', 'dogpile.cache.memory',
+                        'oslo_cache.dict'):
+            self.flags(backend=backend)
+            exc = self.assertRaises(store.StoreError, store.MemcacheStore.
+                                    from_conf, base.CONF, 0.5)
+            self.assertEqual(1, len(str(exc).splitlines()))
+            self.assertIn('[cache] backend = %s:' % backend, str(exc))
+            self.assertIn('memcached only', str(exc))
+
+    def test_every_memcached_backend_is_accepted(self):
+        """Ensures any memcached [cache] backend name is accepted."""
+        self.flags(memcache_servers=['127.0.0.1:11211'])
+        for backend in ('dogpile.cache.pymemcache',
+                        'oslo_cache.memcache_pool', 'dogpile.cache.memcached',
+                        'dogpile.cache.pylibmc', 'dogpile.cache.bmemcached'):
+            self.flags(backend=backend)
+            mstore = store.MemcacheStore.from_conf(base.CONF, 0.5)
+            self.assertEqual(0.5, mstore.timeout)
+            self.assertEqual('127.0.0.1:11211', mstore.server_of('k1'))
+
+    def test_server_addresses_are_parsed(self):
+        """Ensures host:port, inet6:[addr]:port and unix:/path are parsed."""
+        self.flags(backend='dogpile.cache.pymemcache', memcache_servers=[
+            '127.0.0.1:11211', 'inet6:[::1]:11212', 'unix:/run/mc.sock',
+            'cache.example.org:11213', '[fd00::1]:11214'])
+        mstore = store.MemcacheStore.from_conf(base.CONF, 0.5)
+        self.assertEqual(
+            {'127.0.0.1:11211': ('127.0.0.1', 11211),
+             'inet6:[::1]:11212': ('::1', 11212),
+             'unix:/run/mc.sock': '/run/mc.sock',
+             'cache.example.org:11213': ('cache.example.org', 11213),
+             '[fd00::1]:11214': ('fd00::1', 11214)},
+            {name: server.address
+             for name, server in mstore._servers.items()})
+
+    def test_malformed_servers_are_refused(self):
+        """Ensures a server without a port, or no server, is refused."""
+        for servers in (['localhost'], ['127.0.0.1:port'], [' '], []):
+            self.flags(backend='dogpile.cache.pymemcache',
+                       memcache_servers=servers)
+            exc = self.assertRaises(store.StoreError,
+                                    store.MemcacheStore.from_conf,
+                                    base.CONF, 0.5)
+            self.assertEqual(1, len(str(exc).splitlines()))
+
+    def test_tls_enabled_speaks_tls(self):
+        """Ensures [cache] tls_enabled wraps the sockets in TLS.
+
+        A memcached without TLS cannot complete the handshake.
+        """
+        memcached = self.useFixture(memcached_fixture.Memcached())
+        self.flags(backend='dogpile.cache.pymemcache',
+                   memcache_servers=[memcached.url])
+        plain = store.MemcacheStore.from_conf(base.CONF, SAFE_TIMEOUT)
+        plain.set_many({'k1': b'v'}, 60)
+        self.flags(tls_enabled=True)
+        mstore = store.MemcacheStore.from_conf(base.CONF, SAFE_TIMEOUT)
+        exc = self.assertRaises(store.StoreError, mstore.get_multi, ['k1'],
+                                MIB)
+        self.assertIn('SSL', str(exc))

@@ -597,8 +597,13 @@ def check(conf, group, names=None):
         try:
             value = getattr(conf[group], opt.dest)
         except (cfg.Error, ValueError) as exc:
-            raise ConfigError('[%s] %s: %s' % (group, opt.name,
-                                               _reason(exc)))
+            # A secret's value is never echoed, not even a wrong one.
+            reason = _reason(exc)
+            if opt.secret:
+                reason = 'must be %s (the value is secret: not shown)' % (
+                    'the 64 hex characters --print-host-key prints'
+                    if opt.name == 'host_signing_key' else 'valid')
+            raise ConfigError('[%s] %s: %s' % (group, opt.name, reason))
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError('[%s] %s = %s is not a number of seconds' %
                               (group, opt.name, value))

@@ -1,0 +1,21 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+import logging
+import warnings
+
+# nova announces at import time, before any test captures output, that
+# eventlet is deprecated: nothing a test run can act on, so keep it off the
+# console (every test's own output and logs are captured, see
+# tests/testcase.py).
+warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
+logging.getLogger('nova.monkey_patch').addHandler(logging.NullHandler())

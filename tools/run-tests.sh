@@ -3,15 +3,21 @@
 # the unit tests (py3) and the functional tests through a real in-process
 # nova (functional). Installs what is missing: tox in a private virtualenv
 # (tools/tox.sh), memcached from the distribution (the live-memory tests start
-# their own memcached on 127.0.0.1). Prints one closing line
-# "N passed, N failed, N skipped": the tests stestr ran, plus one failure for
-# each environment that failed without a failing test (flake8, an install).
+# their own memcached on 127.0.0.1).
+#
+# The output stays short: one character per test, the output and logs of a
+# test only when it fails, and a closing summary
+#   N passed, N failed, N skipped
+# followed by the failed tests by name, and by the environments that failed
+# without a failing test (flake8, an install), each counted as one failure.
+# Extra arguments go to stestr (e.g. a test name filter).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 if ! command -v memcached >/dev/null 2>&1 && [ ! -x /usr/bin/memcached ]; then
+    echo "Installing memcached (apt-get)..."
     if [ "$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi
-    $sudo apt-get update -qq
+    $sudo apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq memcached \
         >/dev/null || echo "could not install memcached" >&2
 fi
@@ -19,8 +25,15 @@ fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 passed=0 failed=0 skipped=0 status=0
+failures=()
 for env in pep8 py3 functional; do
-    tools/tox.sh -e "$env" "$@" 2>&1 | tee "$log"
+    echo "== $env"
+    if [ "$env" = pep8 ]; then
+        args=()
+    else
+        args=(-- --abbreviate --suppress-attachments "$@")
+    fi
+    tools/tox.sh -q -e "$env" "${args[@]}" 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
     # stestr prints " - Passed: N", " - Failed: N", " - Skipped: N".
     read -r p f s < <(awk '/^ - Passed: /{p+=$3} /^ - Failed: /{f+=$3}
@@ -28,8 +41,18 @@ for env in pep8 py3 functional; do
     passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
     if [ "$rc" != 0 ]; then
         status=1
-        [ "$f" = 0 ] && failed=$((failed + 1))
+        if [ "$f" = 0 ]; then
+            failed=$((failed + 1))
+            failures+=("$env (no test failed: see its output above)")
+        elif [ -x ".tox/$env/bin/stestr" ]; then
+            while read -r test; do
+                [ -n "$test" ] && failures+=("$env: $test")
+            done < <(".tox/$env/bin/stestr" failing --list 2>/dev/null)
+        fi
     fi
 done
 echo "$passed passed, $failed failed, $skipped skipped"
+for failure in "${failures[@]}"; do
+    echo "FAILED $failure"
+done
 exit $status

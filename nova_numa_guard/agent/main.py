@@ -314,9 +314,11 @@ def main(argv=None):
     try:
         conf = load_config(args.config_file)
         opts = conf.numa_guard_agent
-        # Read every option now: a bad value is a start-up error.
-        for name in ('interval', 'ttl', 'max_backoff'):
-            getattr(opts, name)
+        # Read every option now: a bad value is a start-up error, in one
+        # line that names the option.
+        guard_conf.check(conf, 'numa_guard_agent')
+        guard_conf.check(conf, 'numa_guard',
+                         ('payload_signing_key', 'cache_timeout'))
         sysfs_root = args.sysfs_root or opts.sysfs_root
         guest_roots = (args.libvirt_root or opts.libvirt_runtime_dir,
                        args.cgroup_root or opts.cgroup_root,

@@ -19,6 +19,7 @@ table|json|yaml|value`` output options.
 
 import logging
 import sys
+import warnings
 
 from cliff import app
 from cliff import commandmanager
@@ -34,6 +35,18 @@ def _version():
         return 'unknown'
 
 
+class CommandManager(commandmanager.CommandManager):
+    """Commands by their whole names: ``flavor-spec`` is no command."""
+
+    def find_command(self, argv):
+        factory, name, args = super().find_command(argv)
+        if name not in self.commands:
+            raise ValueError('Unknown command %r; the commands are %s' % (
+                name, ', '.join(sorted(n for n in self.commands
+                                       if n not in ('complete', 'help')))))
+        return factory, name, args
+
+
 class NovaNumaGuardApp(app.App):
     """``nova-numa-guard``: NUMA tools for nova operators."""
 
@@ -45,10 +58,22 @@ class NovaNumaGuardApp(app.App):
             description='NUMA tools for OpenStack Nova operators: plan vNUMA '
                         'flavor extra specs from a host\'s topology.',
             version=_version(),
-            command_manager=commandmanager.CommandManager(
-                'nova_numa_guard.cli'),
+            command_manager=CommandManager('nova_numa_guard.cli'),
             deferred_help=True,
             **kwargs)
+
+    def build_option_parser(self, description, version, argparse_kwargs=None):
+        parser = super().build_option_parser(description, version,
+                                             argparse_kwargs)
+        parser.allow_abbrev = False
+        return parser
+
+    def run(self, argv):
+        """Run a command; with none, print the help (no interactive shell)."""
+        if not any(not arg.startswith('-') for arg in argv) and not any(
+                arg in ('-h', '--help', '--version') for arg in argv):
+            argv = list(argv) + ['help']
+        return super().run(argv)
 
     def configure_logging(self):
         """Send the CLI's messages (not the library's) to stderr.
@@ -71,6 +96,9 @@ class NovaNumaGuardApp(app.App):
 
 def main(argv=None):
     """Run ``nova-numa-guard``; returns the exit code."""
+    # nova's imports warn about eventlet's deprecation: nothing a user of
+    # these commands can act on.
+    warnings.filterwarnings('ignore', message=r'(?s).*[Ee]ventlet')
     return NovaNumaGuardApp().run(sys.argv[1:] if argv is None else argv)
 
 

@@ -20,6 +20,7 @@ import shlex
 from cliff.formatters import base as formatters
 from cliff import show
 
+from nova_numa_guard import inputs
 from nova_numa_guard.inputs import capabilities
 from nova_numa_guard.inputs import InputError
 from nova_numa_guard.inputs import numastat
@@ -38,6 +39,14 @@ FLAVOR_FIELDS = ('ID', 'Name', 'RAM', 'Disk', 'Ephemeral', 'VCPUs',
 _PROPERTY = re.compile(r"([^\s=,']+)='([^']*)'")
 
 BATCH_COLUMNS = ('Flavor', 'VCPUs', 'RAM', 'Nodes', 'Extra Specs', 'Command')
+# Bounds of every number the command takes, checked before anything is
+# allocated by it: no real host or flavor comes near them, and planning is
+# combinatorial in the number of cells.
+MAX_CELLS = 64
+MAX_CELL_CPUS = 4096
+MAX_CELL_MB = 64 * 1024 * 1024
+MAX_VCPUS = 4096
+MAX_RAM_MB = MAX_CELLS * MAX_CELL_MB
 
 
 class FlavorSpecs(show.ShowOne):
@@ -58,6 +67,8 @@ class FlavorSpecs(show.ShowOne):
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
+        # "--vcpu" is not "--vcpus": a typo is named, not guessed.
+        parser.allow_abbrev = False
         # For usage errors found after parsing (argparse exits 2).
         self._parser = parser
         parser.add_argument(
@@ -73,7 +84,9 @@ class FlavorSpecs(show.ShowOne):
             help='Output of "openstack flavor list --long -f json": plan '
                  'every flavor that does not fit one cell (instead of '
                  '--vcpus and --ram)')
-        host = parser.add_mutually_exclusive_group(required=True)
+        # Checked in take_action: argparse would report a missing host
+        # before an unknown argument (a misspelt --capabilities).
+        host = parser.add_mutually_exclusive_group()
         host.add_argument(
             '--capabilities', metavar='<file>',
             help='Output of "virsh capabilities" on the compute host (or '
@@ -118,6 +131,13 @@ class FlavorSpecs(show.ShowOne):
         if not args.flavors and (args.vcpus is None or args.ram is None):
             self._parser.error('--vcpus and --ram are required (or '
                                '--flavors)')
+        if not (args.capabilities or args.cells or args.sysfs_root):
+            self._parser.error('one of --capabilities, --cells or '
+                               '--sysfs-root is required: the host to plan '
+                               'for')
+        if not args.flavors:
+            _check_bound('--vcpus', args.vcpus, MAX_VCPUS)
+            _check_bound('--ram', args.ram, MAX_RAM_MB)
         if args.flavors:
             self._check_list_output(args)
         host = self._host(args)
@@ -140,6 +160,10 @@ class FlavorSpecs(show.ShowOne):
             host = sysfs.read_host(args.sysfs_root)
         else:
             host = parse_cells(args.cells)
+        if len(host.cells) > MAX_CELLS:
+            raise InputError(args.capabilities or args.sysfs_root,
+                             '%d NUMA cells; at most %d are planned for' %
+                             (len(host.cells), MAX_CELLS))
         if args.numastat:
             stat = numastat.load(args.numastat)
             ids = sorted(c.id for c in host.cells)
@@ -154,7 +178,10 @@ class FlavorSpecs(show.ShowOne):
     def _batch(self, args, host):
         rows = []
         warned = set()
-        for flavor in load_flavors(args.flavors):
+        flavors = load_flavors(args.flavors)
+        if not flavors:
+            raise InputError(args.flavors, 'no flavors in the list')
+        for flavor in flavors:
             name = flavor['name']
             try:
                 numa = vnuma.topology_keys(flavor['vcpus'], flavor['ram'],
@@ -235,17 +262,32 @@ def parse_cells(text, source='--cells'):
     """
     cells = []
     first_cpu = 0
-    for i, item in enumerate((text or '').split(',')):
+    items = (text or '').split(',')
+    if len(items) > MAX_CELLS:
+        raise InputError(source, '%d cells; at most %d are planned for' %
+                         (len(items), MAX_CELLS))
+    for i, item in enumerate(items):
         cpus, sep, mb = item.strip().partition(':')
         if not sep or not _is_count(cpus) or not _is_count(mb):
             raise InputError(source, 'cell %d: expected CPUS:MB with whole '
                              'numbers, got %r' % (i, item.strip()[:40]))
         cpus, mb = int(cpus), int(mb)
+        if cpus > MAX_CELL_CPUS or mb > MAX_CELL_MB:
+            raise InputError(source, 'cell %d: %d CPUs and %d MB; a cell '
+                             'has at most %d CPUs and %d MB' % (
+                                 i, cpus, mb, MAX_CELL_CPUS, MAX_CELL_MB))
         cells.append(topology.Cell(
             id=i, cpus=frozenset(range(first_cpu, first_cpu + cpus)),
             memory_mb=mb))
         first_cpu += cpus
     return topology.Host('cells', cells)
+
+
+def _check_bound(option, value, limit):
+    """One line and exit 1 for a number beyond what any host has."""
+    if not 1 <= value <= limit:
+        raise InputError(option, '%d is not between 1 and %d' % (value,
+                                                                  limit))
 
 
 def _is_count(text):
@@ -259,11 +301,9 @@ def load_flavors(path):
         ``properties`` (the flavor's extra specs, ``{key: str}``).
     :raises: InputError on anything else.
     """
+    raw = inputs.read_file(path)
     try:
-        with open(path, 'rb') as f:
-            data = json.loads(f.read().decode('utf-8'))
-    except OSError as e:
-        raise InputError(path, 'cannot read: %s' % (e.strerror or e))
+        data = json.loads(raw.decode('utf-8'))
     except ValueError as e:
         raise InputError(path, 'not JSON: %s' % e)
     if not isinstance(data, list):
@@ -281,12 +321,13 @@ def load_flavors(path):
         name = item.get('Name') or item.get('ID')
         if not isinstance(name, str) or not name.strip():
             raise InputError(path, 'flavor %d: no Name or ID' % i)
-        for field in ('VCPUs', 'RAM'):
+        for field, limit in (('VCPUs', MAX_VCPUS), ('RAM', MAX_RAM_MB)):
             value = item.get(field)
             if isinstance(value, bool) or not isinstance(value, int) or (
-                    value < 1):
-                raise InputError(path, 'flavor %s: %s must be a positive '
-                                 'integer, got %r' % (name, field, value))
+                    not 1 <= value <= limit):
+                raise InputError(path, 'flavor %s: %s must be a whole '
+                                 'number from 1 to %d, got %r' % (
+                                     name, field, limit, value))
         properties = item.get('Properties') or {}
         if isinstance(properties, str):
             # key='value', key2='value2' (older openstackclients).

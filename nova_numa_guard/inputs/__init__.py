@@ -50,10 +50,27 @@ def read_bytes(path, limit, cut=False):
     with os.fdopen(fd, 'rb') as handle:
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise InputError(path, 'not a regular file')
+                raise InputError(path, 'cannot read: not a regular file')
             data = handle.read(limit + 1)
         except OSError as exc:
             raise InputError(path, 'cannot read: %s' % (exc.strerror or exc))
     if len(data) > limit and not cut:
         raise InputError(path, 'larger than %d bytes' % limit)
     return data
+
+
+# The largest input file the tools read (a capabilities XML of a large host
+# is well under a megabyte).
+MAX_FILE_BYTES = 16 * 1024 * 1024
+
+
+def read_file(path, limit=MAX_FILE_BYTES):
+    """The bytes of an input file the user named, never blocking.
+
+    :raises InputError: when it cannot be read, is not a regular file or is
+        larger than ``limit``, naming the file.
+    """
+    try:
+        return read_bytes(path, limit)
+    except FileNotFoundError as exc:
+        raise InputError(path, 'cannot read: %s' % (exc.strerror or exc))

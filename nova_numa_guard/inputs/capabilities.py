@@ -31,6 +31,7 @@ from xml.etree import ElementTree
 import defusedxml
 from defusedxml import ElementTree as safe_tree
 
+from nova_numa_guard import inputs
 from nova_numa_guard.inputs import InputError
 from nova_numa_guard.inputs import sysfs
 from nova_numa_guard import topology
@@ -59,11 +60,7 @@ def load(path, name=None):
     :raises: InputError when the file cannot be read or is not valid
         capabilities XML.
     """
-    try:
-        with open(path, 'rb') as f:
-            data = f.read()
-    except OSError as e:
-        raise InputError(path, 'cannot read: %s' % (e.strerror or e))
+    data = inputs.read_file(path)
     if name is None:
         name = os.path.splitext(os.path.basename(path))[0]
     return parse(data, source=path, name=name)

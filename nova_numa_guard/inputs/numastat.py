@@ -23,6 +23,7 @@ the sum of the nodes is reported as truncated or garbled text.
 
 import re
 
+from nova_numa_guard import inputs
 from nova_numa_guard.inputs import InputError
 from nova_numa_guard.live import payload
 
@@ -91,12 +92,7 @@ def load(path):
     :raises: InputError when the file cannot be read or is not
         ``numastat -m`` output.
     """
-    try:
-        with open(path, 'rb') as f:
-            data = f.read()
-    except OSError as e:
-        raise InputError(path, 'cannot read: %s' % (e.strerror or e))
-    return parse(data, source=path)
+    return parse(inputs.read_file(path), source=path)
 
 
 def parse(text, source='numastat'):

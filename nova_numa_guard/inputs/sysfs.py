@@ -31,6 +31,7 @@ file and what is wrong. Nothing here imports nova.
 import os
 import re
 
+from nova_numa_guard import inputs
 from nova_numa_guard.inputs import InputError
 from nova_numa_guard.live import payload
 from nova_numa_guard import topology
@@ -47,10 +48,12 @@ REQUIRED = ('MemTotal', 'MemFree')
 # accelerators. Bridges, USB, SMBus and the like would only bloat the payload.
 DEVICE_CLASSES = ('01', '02', '03', '0b', '12')
 
-_NODE_RE = re.compile(r'^node(\d+)$')
-_MEMINFO_RE = re.compile(r'^Node\s+(\d+)\s+([A-Za-z0-9_()]+):\s+(\S+)'
+# node<N> as the kernel names nodes: ASCII digits, no leading zero (node01
+# or node\u0661 next to node1 would be node 1 twice).
+_NODE_RE = re.compile(r'node(0|[1-9][0-9]{0,3})')
+_MEMINFO_RE = re.compile(r'^Node\s+([0-9]+)\s+([A-Za-z0-9_()]+):\s+(\S+)'
                          r'(?:\s+kB)?\s*$')
-_HUGEPAGES_RE = re.compile(r'^hugepages-(\d+)kB$')
+_HUGEPAGES_RE = re.compile(r'hugepages-([1-9][0-9]{0,9})kB')
 _PCI_ADDRESS_RE = re.compile(r'^[0-9a-fA-F]{4,}:[0-9a-fA-F]{2}:'
                              r'[0-9a-fA-F]{2}\.[0-7]$')
 _MAX_FILE = 64 * 1024
@@ -138,7 +141,8 @@ def node_ids(root):
     except OSError as exc:
         raise InputError(path, 'cannot list NUMA nodes: %s' %
                          (exc.strerror or exc))
-    ids = sorted(int(m.group(1)) for m in map(_NODE_RE.match, names) if m)
+    ids = sorted(int(m.group(1)) for m in map(_NODE_RE.fullmatch, names)
+                 if m)
     if not ids:
         raise InputError(path, 'no node<N> directories')
     return ids
@@ -203,13 +207,16 @@ def parse_meminfo(text, source, node_id=None):
         if node_id is not None and int(node) != node_id:
             raise InputError(source, 'line %d is about node %s, not node %d'
                              % (number, node, node_id))
-        if not value.isdigit():
+        if not _is_number(value):
             raise InputError(source, 'line %d: %s value %r is not a whole '
                              'number' % (number, key, value[:30]))
         value = int(value)
         if value > MAX_KB:
             raise InputError(source, 'line %d: %s value %d is implausibly '
                              'large' % (number, key, value))
+        if key in values:
+            raise InputError(source, 'line %d: %s is listed twice' %
+                             (number, key))
         values[key] = value
     missing = [key for key in REQUIRED if key not in values]
     if missing:
@@ -282,7 +289,7 @@ def read_host(root):
 def parse_distance(text, source):
     """Parse a node's ``distance`` row (``10 21``)."""
     items = text.split()
-    if not items or not all(item.isdigit() for item in items):
+    if not items or not all(map(_is_number, items)):
         raise InputError(source, 'expected node distances, got %r' %
                          text.strip()[:40])
     return [int(item) for item in items]
@@ -297,7 +304,7 @@ def _read_hugepages(path):
     except OSError as exc:
         raise InputError(path, 'cannot list: %s' % (exc.strerror or exc))
     for name in names:
-        match = _HUGEPAGES_RE.match(name)
+        match = _HUGEPAGES_RE.fullmatch(name)
         if not match:
             continue
         size_kb = int(match.group(1))
@@ -305,7 +312,7 @@ def _read_hugepages(path):
         for leaf in ('nr_hugepages', 'free_hugepages'):
             leaf_path = os.path.join(path, name, leaf)
             text = _read(leaf_path).strip()
-            if not text.isdigit():
+            if not _is_number(text):
                 raise InputError(leaf_path, 'expected a page count, got %r'
                                  % text[:30])
             counts.append(int(text))
@@ -387,14 +394,17 @@ def _hex(base, leaf):
     return text
 
 
+def _is_number(text):
+    """Whether ``text`` is a whole number in at most 20 ASCII digits."""
+    return text.isascii() and text.isdigit() and len(text) <= 20
+
+
 def _read(path):
+    """A small sysfs file as text; never blocks (a FIFO is refused)."""
     try:
-        with open(path, 'rb') as handle:
-            data = handle.read(_MAX_FILE + 1)
-    except OSError as exc:
+        data = inputs.read_bytes(path, _MAX_FILE)
+    except FileNotFoundError as exc:
         raise InputError(path, 'cannot read: %s' % (exc.strerror or exc))
-    if len(data) > _MAX_FILE:
-        raise InputError(path, 'larger than %d bytes' % _MAX_FILE)
     try:
         return data.decode('ascii')
     except UnicodeDecodeError:

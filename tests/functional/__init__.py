@@ -13,3 +13,11 @@
 # nova.tests.functional must be imported first: its __init__ monkey patches
 # (eventlet) before anything else of nova is imported.
 import nova.tests.functional  # noqa: F401
+
+import logging  # noqa: E402
+
+# nova's thread pools log their shutdown at INFO when a test's services stop,
+# after the test's log capture is gone, straight to the console: keep those
+# lines (and the periodic task notice of the same moment) out of the output.
+for _name in ('nova.thread_pool_factory', 'oslo_service.periodic_task'):
+    logging.getLogger(_name).setLevel(logging.WARNING)

@@ -40,7 +40,7 @@ class NUMACellFitFilterTest(base.GuardTestBase):
                       log)
         self.assertIn('holds %d MB and 6 CPUs' % base.SEED_CELL_MB, log)
         self.assertIn('INFO [nova_numa_guard.scheduler.filters.numa_cell_fit]'
-                      ' NUMACellFitFilter removed all 1 hosts: the flavor '
+                      ' NUMACellFitFilter removed the only host: the flavor '
                       'needs %d MB and 4 vCPUs in one NUMA cell' % LARGE_MB,
                       log)
         cells = '6:%d,6:%d' % (base.SEED_CELL_MB, base.SEED_CELL_MB)

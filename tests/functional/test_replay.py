@@ -23,18 +23,18 @@ import time
 
 import fixtures
 from oslo_config import fixture as config_fixture
-import testtools
 from testtools import content
 
 import nova.conf
 from nova import objects
 
 from tests import replay
+from tests import testcase
 
 LOG = logging.getLogger(__name__)
 
 
-class ReplayTest(testtools.TestCase):
+class ReplayTest(testcase.TestCase):
 
     def setUp(self):
         super().setUp()

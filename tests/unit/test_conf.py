@@ -16,12 +16,13 @@ import fixtures
 import hypothesis
 from hypothesis import strategies as st
 from oslo_config import cfg
-import testtools
 
 from nova_numa_guard import conf
 
+from tests import testcase
 
-class NodeReserveTest(testtools.TestCase):
+
+class NodeReserveTest(testcase.TestCase):
 
     def test_valid_values(self):
         """Ensures every accepted form parses to (default, per-node)."""
@@ -71,7 +72,7 @@ class NodeReserveTest(testtools.TestCase):
         self.assertIn('0:abc', str(error))
 
 
-class ListOptsTest(testtools.TestCase):
+class ListOptsTest(testcase.TestCase):
 
     def test_list_opts_names_every_group(self):
         """Ensures oslo-config-generator sees the options with help."""
@@ -89,3 +90,94 @@ class ListOptsTest(testtools.TestCase):
         from stevedore import driver
         manager = driver.DriverManager('oslo.config.opts', 'nova_numa_guard')
         self.assertIs(conf.list_opts, manager.driver)
+
+
+class StrictNumbersTest(testcase.TestCase):
+
+    def test_numbers_are_plain_ascii_digits_within_bounds(self):
+        """Ensures 1_000, non-ASCII digits and huge reserves are refused."""
+        for text, problem in [
+                ('1_000', "'1_000' is not a whole number"),
+                ('\u0661\u0662', 'is not a whole number'),
+                ('0:\u0661', 'is not a whole number'),
+                ('99999999999999999999999999', 'is not a whole number'),
+                ('67108865', 'is more than 67108864'),
+                ('4096:1', 'is more than 4095')]:
+            error = self.assertRaises(ValueError, conf.parse_node_reserve,
+                                      text)
+            self.assertIn(problem, str(error))
+
+
+class CheckSchedulerTest(testcase.TestCase):
+    """[numa_guard] is read and cross-checked when the scheduler starts."""
+
+    def setUp(self):
+        super().setUp()
+        self.live_dir = self.useFixture(fixtures.TempDir()).path
+
+    def load(self, group='numa_guard', register=conf.register_opts,
+             **values):
+        """A ConfigOpts read from a file with ``values`` in ``group``.
+
+        oslo.config checks a value from a file when it is read, as in
+        nova.conf, not when it is set.
+        """
+        path = os.path.join(self.live_dir, 'nova.conf')
+        with open(path, 'w') as f:
+            f.write('[%s]\n' % group)
+            for name, value in values.items():
+                f.write('%s = %s\n' % (name, value))
+        config = cfg.ConfigOpts()
+        register(config)
+        config(args=['--config-file', path])
+        return config
+
+    def assert_refused(self, message, **values):
+        error = self.assertRaises(conf.ConfigError, conf.check_scheduler,
+                                  self.load(**values))
+        self.assertIn(message, str(error))
+        self.assertEqual(1, len(str(error).splitlines()))
+
+    def test_defaults_pass(self):
+        """Ensures the defaults are a valid configuration."""
+        values = conf.check_scheduler(self.load())
+        self.assertEqual('accounted', values['memory_source'])
+        self.assertEqual((0, {}), values['reserved_node_memory_mb'])
+
+    def test_bad_values_stop_the_start_naming_the_option(self):
+        """Ensures each bad value is refused in one line naming it."""
+        self.assert_refused(
+            'live_data_memo_seconds = 40.0 must be less than [numa_guard] '
+            'max_data_age = 30', live_data_memo_seconds=40)
+        self.assert_refused('[numa_guard] max_data_age: Should be greater '
+                            'than or equal to 1', max_data_age=0)
+        self.assert_refused('[numa_guard] cache_timeout: Should be less '
+                            'than or equal to 60', cache_timeout='inf')
+        self.assert_refused('[numa_guard] cache_timeout = nan is not a '
+                            'number of seconds', cache_timeout='nan')
+        self.assert_refused('[numa_guard] live_data_memo_seconds: Should be '
+                            'less than or equal to 3600',
+                            live_data_memo_seconds='inf')
+        self.assert_refused('[numa_guard] reserved_node_memory_mb: ',
+                            reserved_node_memory_mb='1_000')
+
+    def test_file_source_needs_an_existing_absolute_directory(self):
+        """Ensures live_data_path is checked with memory_source = file."""
+        missing = os.path.join(self.live_dir, 'missing')
+        for path in (missing, '', 'relative/dir'):
+            self.assert_refused('live_data_path = %r must be an absolute '
+                                'path to an existing directory' % path,
+                                memory_source='file', live_data_path=path)
+        values = conf.check_scheduler(self.load(
+            memory_source='file', live_data_path=self.live_dir))
+        self.assertEqual(self.live_dir, values['live_data_path'])
+
+    def test_agent_secret_is_not_echoed(self):
+        """Ensures a malformed host_signing_key is refused, not shown."""
+        config = self.load('numa_guard_agent', conf.register_agent_opts,
+                           host_signing_key='not-hex-abc')
+        error = self.assertRaises(conf.ConfigError, conf.check, config,
+                                  'numa_guard_agent')
+        self.assertEqual('[numa_guard_agent] host_signing_key: must be the '
+                         '64 hex characters --print-host-key prints (the '
+                         'value is secret: not shown)', str(error))

@@ -14,10 +14,10 @@
 
 import hypothesis
 from hypothesis import strategies as st
-import testtools
 
 from nova_numa_guard import fit
 from nova_numa_guard import topology
+from tests import testcase
 from tests.unit import fakes
 
 Cell = topology.Cell
@@ -101,7 +101,7 @@ CASES = [
 ]
 
 
-class JudgeTableTest(testtools.TestCase):
+class JudgeTableTest(testcase.TestCase):
 
     def test_cases(self):
         """Ensures every row of the table gets the expected verdict."""
@@ -220,7 +220,7 @@ FREE_CASES = [
 ]
 
 
-class FreeEstimateTest(testtools.TestCase):
+class FreeEstimateTest(testcase.TestCase):
     """Free memory per cell, as the filter estimates it."""
 
     def test_cases(self):
@@ -251,7 +251,7 @@ class FreeEstimateTest(testtools.TestCase):
         self.assertEqual(fit.accounted_free_mb(host), fit.free_mb(host))
 
 
-class LevelTest(testtools.TestCase):
+class LevelTest(testcase.TestCase):
 
     @hypothesis.settings(max_examples=300, deadline=None, derandomize=True)
     @hypothesis.given(
@@ -283,7 +283,7 @@ class LevelTest(testtools.TestCase):
         self.assertEqual([7, 8], fit.level([7, 8], 5, [False, False]))
 
 
-class BoundTest(testtools.TestCase):
+class BoundTest(testcase.TestCase):
     """NUMA guests on small pages, bound to the cells nova picks."""
 
     def test_free_is_per_cell_that_can_hold_a_guest_cell(self):
@@ -346,7 +346,7 @@ class BoundTest(testtools.TestCase):
         self.assertIn('accounted free for bound memory', verdict.reason)
 
 
-class AccountedFreeTest(testtools.TestCase):
+class AccountedFreeTest(testcase.TestCase):
 
     def test_spread_is_proportional_to_small_page_memory(self):
         """Ensures spread charges non-NUMA usage by cell size."""
@@ -464,7 +464,7 @@ def _expected_accounted(host, reserve, estimate):
     return free
 
 
-class JudgePropertyTest(testtools.TestCase):
+class JudgePropertyTest(testcase.TestCase):
 
     @hypothesis.settings(max_examples=400, deadline=None, derandomize=True)
     @hypothesis.given(hosts_and_requests())

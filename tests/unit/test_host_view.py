@@ -14,9 +14,9 @@ import datetime
 
 from nova import objects
 from oslo_utils import timeutils
-import testtools
 
 from nova_numa_guard import host_view
+from tests import testcase
 from tests.unit import fakes
 
 
@@ -28,7 +28,7 @@ def _cell(**kwargs):
     return objects.NUMACell(**fields)
 
 
-class CellFromNovaTest(testtools.TestCase):
+class CellFromNovaTest(testcase.TestCase):
 
     def test_smallest_page_pool_is_small_page_memory(self):
         """Ensures hugepages and reserved small pages are carved out."""
@@ -60,7 +60,7 @@ class CellFromNovaTest(testtools.TestCase):
                          (cell.physnets, cell.tunneled, cell.socket))
 
 
-class HostViewTest(testtools.TestCase):
+class HostViewTest(testcase.TestCase):
 
     def test_host_from_state(self):
         """Ensures host-wide usage and ratio come from the HostState."""

@@ -18,7 +18,6 @@ from unittest import mock
 
 import hypothesis
 from hypothesis import strategies as st
-import testtools
 
 from nova import objects
 from nova.virt import hardware
@@ -27,6 +26,8 @@ from nova_numa_guard.inputs import capabilities
 from nova_numa_guard import nova_hosts
 from nova_numa_guard import topology
 from nova_numa_guard import vnuma
+
+from tests import testcase
 
 Cell = topology.Cell
 GB = 1024
@@ -184,7 +185,7 @@ CASES = [
 ]
 
 
-class PlanTableTest(testtools.TestCase):
+class PlanTableTest(testcase.TestCase):
 
     def test_cases(self):
         """Ensures each host shape and guest gives the expected specs."""
@@ -255,7 +256,7 @@ class PlanTableTest(testtools.TestCase):
         self.assertEqual((0, 1), plan.host_cells)
 
 
-class PlanWarningTest(testtools.TestCase):
+class PlanWarningTest(testcase.TestCase):
 
     def test_small_pages_warning(self):
         """Ensures specs on small pages warn of strict binding and OOM."""
@@ -304,7 +305,7 @@ class PlanWarningTest(testtools.TestCase):
                          vnuma.plan(16, 100000, roomy).warnings)
 
 
-class NovaCheckTest(testtools.TestCase):
+class NovaCheckTest(testcase.TestCase):
 
     def test_plan_nova_cannot_fit_is_an_error(self):
         """Ensures the nova check rejects a plan that overstates cells.
@@ -353,7 +354,7 @@ class NovaCheckTest(testtools.TestCase):
         self.assertIn('not the planned', str(e))
 
 
-class TopologyKeysTest(testtools.TestCase):
+class TopologyKeysTest(testcase.TestCase):
 
     def test_nova_decides_which_flavors_have_a_topology(self):
         """Ensures only specs nova turns into a NUMA topology are named."""
@@ -463,7 +464,7 @@ PROPERTY = hypothesis.settings(max_examples=200, deadline=None,
                                derandomize=True, database=None)
 
 
-class PlanPropertyTest(testtools.TestCase):
+class PlanPropertyTest(testcase.TestCase):
 
     @PROPERTY
     @hypothesis.given(hosts(), st.integers(1, 100),
@@ -608,7 +609,7 @@ def minimal_nodes_with_pages(cells, page_size, vcpus, memory_mb, headroom):
     return None
 
 
-class PageSizePropertyTest(testtools.TestCase):
+class PageSizePropertyTest(testcase.TestCase):
 
     @PROPERTY
     @hypothesis.given(st.sampled_from(sorted(POOLS)), st.integers(1, 9),

@@ -276,15 +276,21 @@ class NUMACellFitFilter(filters.BaseHostFilter):
                    'nova-numa-guard-agent and the memory source')
         if self._dry_run:
             LOG.info("NUMACellFitFilter (dry run) would have removed "
-                     "%(count)d of %(total)d hosts: %(need)s; %(why)s",
-                     {'count': rejected, 'total': total,
+                     "%(count)d of %(total)s: %(need)s; %(why)s",
+                     {'count': rejected, 'total': _hosts(total),
                       'need': request.need, 'why': why},
                      instance_uuid=request.uuid)
         else:
-            LOG.info("NUMACellFitFilter removed all %(count)d hosts: "
-                     "%(need)s; %(why)s",
-                     {'count': rejected, 'need': request.need, 'why': why},
+            LOG.info("NUMACellFitFilter removed %(hosts)s: %(need)s; "
+                     "%(why)s",
+                     {'hosts': 'the only host' if rejected == 1
+                      else 'all %d hosts' % rejected,
+                      'need': request.need, 'why': why},
                      instance_uuid=request.uuid)
+
+
+def _hosts(count):
+    return '1 host' if count == 1 else '%d hosts' % count
 
 
 def _numa_placed_mb(view, host_state):

@@ -23,7 +23,6 @@ from unittest import mock
 
 import fixtures
 from oslo_config import cfg
-import testtools
 
 from nova_numa_guard.agent import main
 from nova_numa_guard.live import cache
@@ -32,6 +31,7 @@ from nova_numa_guard.live import store
 from tests import fake_guests
 from tests import fake_sysfs
 from tests import memcached_fixture
+from tests import testcase
 
 GUEST = fake_guests.guest
 # Guests on the two-node host of write_seed_tree (MemFree 10501 and 2769 MB):
@@ -54,7 +54,7 @@ HUGE_NODE_KB = 512 * 2 ** 40
 HUGE_NODE_MB = HUGE_NODE_KB // 1024
 
 
-class AgentTestCase(testtools.TestCase):
+class AgentTestCase(testcase.TestCase):
 
     def setUp(self):
         super().setUp()

@@ -26,7 +26,6 @@ import ddt
 import fixtures
 import hypothesis
 from hypothesis import strategies as st
-import testtools
 
 from nova_numa_guard.agent import collect
 from nova_numa_guard.agent import guests
@@ -34,6 +33,7 @@ from nova_numa_guard.inputs import InputError
 from nova_numa_guard.live import payload
 from tests import fake_guests
 from tests import fake_sysfs
+from tests import testcase
 
 PROPERTY = hypothesis.settings(max_examples=200, deadline=None,
                                derandomize=True, database=None)
@@ -78,7 +78,7 @@ def _domain(body, domain_id="'7'"):
             '</domain>' % (domain_id, body))
 
 
-class GuestTreeTestCase(testtools.TestCase):
+class GuestTreeTestCase(testcase.TestCase):
     """A libvirt runtime directory and a cgroup v2 root in a temp dir."""
 
     def setUp(self):
@@ -109,7 +109,7 @@ class GuestTreeTestCase(testtools.TestCase):
 
 
 @ddt.ddt
-class ParseDomainTest(testtools.TestCase):
+class ParseDomainTest(testcase.TestCase):
 
     @ddt.named_data(
         # name, XML, expected (name, id, size MB, bound)
@@ -359,7 +359,7 @@ VALID_XML = fake_guests.domain_xml('instance-00000001', 1, 4096,
                                    cells=[(2048, '0'), (2048, '1')])
 
 
-class ParseDomainPropertyTest(testtools.TestCase):
+class ParseDomainPropertyTest(testcase.TestCase):
 
     def check(self, text):
         try:
@@ -414,7 +414,7 @@ class ParseDomainPropertyTest(testtools.TestCase):
 
 
 @ddt.ddt
-class ParseNumaStatTest(testtools.TestCase):
+class ParseNumaStatTest(testcase.TestCase):
 
     def test_anon_and_shmem_per_node(self):
         """Ensures that anon plus shmem bytes per node become whole MiB."""
@@ -530,7 +530,7 @@ class ReadRuntimeDomainsTest(GuestTreeTestCase):
                          sorted(p.source for p in problems))
         for problem in problems:
             self.assertNotIn('\n', str(problem))
-        self.assertIn('%s: not a regular file' % fifo,
+        self.assertIn('%s: cannot read: not a regular file' % fifo,
                       [str(p) for p in problems])
 
     def test_hugepage_guests_are_kept(self):
@@ -793,7 +793,7 @@ class GuestMemoryTest(GuestTreeTestCase):
 
 
 @ddt.ddt
-class UntouchedByNodeTest(testtools.TestCase):
+class UntouchedByNodeTest(testcase.TestCase):
     """The charging rule on Guest objects."""
 
     @ddt.named_data(
@@ -918,7 +918,7 @@ class GuestProblemsTest(GuestTreeTestCase):
         os.mkfifo(path)
         # Fails the test instead of hanging it should the read block.
         self.useFixture(fixtures.Timeout(60, gentle=True))
-        self.assertNoFigures('%s: not a regular file' % path)
+        self.assertNoFigures('%s: cannot read: not a regular file' % path)
 
     def test_bad_runtime_file_is_reported_figures_kept(self):
         """Ensures that one bad runtime file leaves the other guests in."""

@@ -19,12 +19,13 @@ import os
 import fixtures
 import hypothesis
 from hypothesis import strategies as st
-import testtools
 import yaml
 
 from nova_numa_guard.cli import app
 from nova_numa_guard.cli import flavor_specs
 from nova_numa_guard.inputs import InputError
+
+from tests import testcase
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'data')
 SEED_XML = os.path.join(DATA, 'seed-capabilities.xml')
@@ -33,7 +34,7 @@ FLAVORS = os.path.join(DATA, 'flavors.json')
 SYM2 = {'hw:numa_nodes': '2', 'hw:cpu_sockets': '2'}
 
 
-class CLITestCase(testtools.TestCase):
+class CLITestCase(testcase.TestCase):
 
     def setUp(self):
         super().setUp()
@@ -347,7 +348,8 @@ class FlavorsBatchTest(CLITestCase):
             ('[{"Name": "a", "RAM": 1, "VCPUs": 1, "Flavour": 2}]',
              "flavor 0: unknown field 'Flavour'"),
             ('[{"Name": "a", "RAM": "lots", "VCPUs": 1}]',
-             "flavor a: RAM must be a positive integer, got 'lots'"),
+             "flavor a: RAM must be a whole number from 1 to 4294967296, "
+             "got 'lots'"),
             ('[{"RAM": 1, "VCPUs": 1}]', 'flavor 0: no Name or ID'),
         ]
         for text, expected in cases:

@@ -18,10 +18,11 @@ from xml.sax import saxutils
 import fixtures
 import hypothesis
 from hypothesis import strategies as st
-import testtools
 
 from nova_numa_guard.inputs import capabilities
 from nova_numa_guard.inputs import InputError
+
+from tests import testcase
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'data')
 SEED = os.path.join(DATA, 'seed-capabilities.xml')
@@ -49,7 +50,7 @@ CPU0 = "<cpu id='0' socket_id='0' core_id='0' siblings='0'/>"
 CPU1 = "<cpu id='1' socket_id='0' core_id='1' siblings='1'/>"
 
 
-class SeedCapabilitiesTest(testtools.TestCase):
+class SeedCapabilitiesTest(testcase.TestCase):
 
     def test_seed_cells(self):
         """Ensures the seed's XML gives 2 cells of 12 CPUs and its memory."""
@@ -204,7 +205,7 @@ BAD = [
 ]
 
 
-class BadCapabilitiesTest(testtools.TestCase):
+class BadCapabilitiesTest(testcase.TestCase):
 
     def test_bad_inputs(self):
         """Ensures each bad input gives a one-line error naming its source."""
@@ -325,7 +326,7 @@ def documents(draw):
     return '<topology><cells>%s</cells></topology>' % ''.join(cells)
 
 
-class GeneratedCapabilitiesTest(testtools.TestCase):
+class GeneratedCapabilitiesTest(testcase.TestCase):
 
     @PROPERTY
     @hypothesis.given(documents())

@@ -16,10 +16,11 @@ import os
 
 import hypothesis
 from hypothesis import strategies as st
-import testtools
 
 from nova_numa_guard.inputs import InputError
 from nova_numa_guard.inputs import numastat
+
+from tests import testcase
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'data')
 SEED = os.path.join(DATA, 'seed-numastat.txt')
@@ -50,7 +51,7 @@ def rows_for(nodes, total=64000.0, free=1000.0):
             ('HugePages_Free', [0.0] * n), ('HugePages_Surp', [0.0] * n)]
 
 
-class SeedNumastatTest(testtools.TestCase):
+class SeedNumastatTest(testcase.TestCase):
 
     def test_seed(self):
         """Ensures the seed's numastat -m parses to its numbers in MB."""
@@ -137,7 +138,7 @@ BAD = [
 ]
 
 
-class BadNumastatTest(testtools.TestCase):
+class BadNumastatTest(testcase.TestCase):
 
     def test_bad_inputs(self):
         """Ensures each bad input gives a one-line error naming its source."""

@@ -13,23 +13,24 @@
 """The sysfs reader against fake trees, including the seed's numastat."""
 
 import os
+import shutil
 
 import fixtures
 import hypothesis
 from hypothesis import strategies as st
-import testtools
 
 from nova_numa_guard.inputs import InputError
 from nova_numa_guard.inputs import numastat
 from nova_numa_guard.inputs import sysfs
 from nova_numa_guard.live import payload
 from tests import fake_sysfs
+from tests import testcase
 
 PROPERTY = hypothesis.settings(max_examples=200, deadline=None,
                                derandomize=True)
 
 
-class SysfsTestCase(testtools.TestCase):
+class SysfsTestCase(testcase.TestCase):
 
     def setUp(self):
         super().setUp()
@@ -181,6 +182,44 @@ class BadTreeTest(SysfsTestCase):
         self.assert_input_error('more than MemTotal', sysfs.parse_meminfo,
                                 'Node 0 MemTotal: 10 kB\n'
                                 'Node 0 MemFree: 11 kB\n', 'm', 0)
+
+    def test_a_figure_listed_twice_is_refused(self):
+        """Ensures a duplicated MemFree line cannot replace the first."""
+        self.assert_input_error('line 3: MemFree is listed twice',
+                                sysfs.parse_meminfo,
+                                'Node 1 MemTotal: 66058400 kB\n'
+                                'Node 1 MemFree: 2835968 kB\n'
+                                'Node 1 MemFree: 60000000 kB\n', 'm', 1)
+
+    def test_only_the_kernels_node_names_count(self):
+        """Ensures node01 or node with non-ASCII digits are not node 1."""
+        fake_sysfs.write_seed_tree(self.root)
+        base = os.path.dirname(self.node_file(1, 'meminfo'))
+        for alias in ('node01', 'node\u0661', 'node1x', 'node-1'):
+            shutil.copytree(base, os.path.join(os.path.dirname(base), alias))
+        self.assertEqual([0, 1], sysfs.node_ids(self.root))
+        self.assertEqual([0, 1], [n.id for n in sysfs.read_nodes(self.root)])
+
+    def test_non_ascii_digits_are_refused(self):
+        """Ensures numbers are ASCII digits only, in every sysfs file."""
+        self.assert_input_error('not a whole number', sysfs.parse_meminfo,
+                                'Node 0 MemTotal: \u0661\u0662 kB\n'
+                                'Node 0 MemFree: 1 kB\n', 'm', 0)
+        self.assert_input_error('distances', sysfs.parse_distance,
+                                '10 \u0662\u0661', 'd')
+
+    def test_fifo_in_place_of_meminfo_does_not_block(self):
+        """Ensures a FIFO as meminfo is refused at once, not waited on."""
+        # A blocking open would wait for a writer for ever: fail instead.
+        self.useFixture(fixtures.Timeout(20, gentle=True))
+        fake_sysfs.write_seed_tree(self.root)
+        path = self.node_file(1, 'meminfo')
+        os.unlink(path)
+        os.mkfifo(path)
+        nodes, problems = sysfs.read_nodes_tolerant(self.root)
+        self.assertEqual([0], [n.id for n in nodes])
+        self.assertEqual(['%s: cannot read: not a regular file' % path],
+                         [str(p) for p in problems])
 
     def test_other_nodes_lines(self):
         """Ensures lines about another node are refused."""

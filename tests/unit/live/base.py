@@ -19,13 +19,13 @@ import fixtures
 import nova.conf
 from nova.scheduler import filters as nova_filters
 from oslo_config import fixture as config_fixture
-import testtools
 
 from nova_numa_guard.live import payload
 from nova_numa_guard.live import store
 from nova_numa_guard.scheduler.filters import numa_cell_fit
 from tests import fake_sysfs
 from tests import memcached_fixture
+from tests import testcase
 from tests.unit import fakes
 
 CONF = nova.conf.CONF
@@ -61,7 +61,7 @@ def record(host, timestamp=None, key=None, free=None):
         two_node_payload(host, timestamp, free=free), key))
 
 
-class LiveSourceTestCase(testtools.TestCase):
+class LiveSourceTestCase(testcase.TestCase):
     """Config through nova's CONF (as in nova-scheduler), log captured."""
 
     def setUp(self):

@@ -388,7 +388,7 @@ class NUMAGuestLiveCheckTest(FileSourceTestCase):
         self.assertIn('NUMA guest needs 16384 MB on 1 distinct cells; live',
                       self.log.output)
         self.assertIn('cell 0 14286 MB, cell 1 7854 MB', self.log.output)
-        self.assertIn('removed all 1 hosts: the NUMA guest needs 16384 MB',
+        self.assertIn('removed the only host: the NUMA guest needs 16384 MB',
                       self.log.output)
 
     def test_guest_cells_need_distinct_host_cells(self):

@@ -18,9 +18,10 @@ import json
 import fixtures
 import hypothesis
 from hypothesis import strategies as st
-import testtools
 
 from nova_numa_guard.live import payload
+
+from tests import testcase
 
 NOW = 1_800_000_000.0
 KEY = 'sekrit-key'
@@ -61,7 +62,7 @@ def raw(data):
     return payload.encode(data)
 
 
-class AvailableTest(testtools.TestCase):
+class AvailableTest(testcase.TestCase):
 
     def test_available_is_capped_and_rounded_down(self):
         """Ensures MemFree + Inactive(file) + SReclaimable, capped, floored."""
@@ -73,7 +74,7 @@ class AvailableTest(testtools.TestCase):
             65872056 / 1024, 14629119 / 1024, 0, 0))
 
 
-class VerifyTest(testtools.TestCase):
+class VerifyTest(testcase.TestCase):
 
     def assert_untrusted(self, code, value, host='compute1', key=None,
                          max_age=30):
@@ -362,7 +363,7 @@ class VerifyTest(testtools.TestCase):
         self.assertIn(field, ('devices', 'timestamp'))
 
 
-class GuestFieldsTest(testtools.TestCase):
+class GuestFieldsTest(testcase.TestCase):
     """``guest_untouched_mb`` on every node together with ``guests_mb``."""
 
     def assert_untrusted(self, code, data):
@@ -442,7 +443,7 @@ class GuestFieldsTest(testtools.TestCase):
         self.assertEqual(payload.BAD_SIGNATURE, exc.code)
 
 
-class MemoryRecordTest(testtools.TestCase):
+class MemoryRecordTest(testcase.TestCase):
     """The scheduler's part of a payload, stored next to it."""
 
     def test_record_keeps_only_ids_and_memory_figures(self):

@@ -21,9 +21,7 @@ import logging
 import os
 import pickle
 import socket
-import socketserver
 import subprocess
-import threading
 import time
 
 import fixtures
@@ -31,10 +29,11 @@ from oslo_cache import core as cache_core
 from oslo_config import fixture as config_fixture
 from pymemcache.client import base as pymemcache_base
 from pymemcache import serde as pymemcache_serde
-import testtools
 
 from nova_numa_guard.live import store
+from tests import fake_memcached
 from tests import memcached_fixture
+from tests import testcase
 from tests.unit.live import base
 
 # The deadline of the tests that wait for a bad server, in seconds: a
@@ -44,10 +43,6 @@ TIMEOUT = 1.0
 # The deadline of calls that must succeed, whatever the machine's load.
 SAFE_TIMEOUT = 10.0
 MIB = 1024 * 1024
-# One byte every TRICKLE_SECONDS, TRICKLE_BYTES in all (about 12 s): long
-# enough that a call bounded per read only would blow every bound.
-TRICKLE_SECONDS = 0.3
-TRICKLE_BYTES = 40
 
 SPRUNG = []
 
@@ -71,94 +66,6 @@ def wait_for(predicate, what, timeout=10.0):
         if time.monotonic() > deadline:
             raise AssertionError('timed out waiting for %s' % what)
         time.sleep(0.01)
-
-
-def _read_command(sock, stopping):
-    """Read up to the end of the first command line, or give up."""
-    sock.settimeout(0.1)
-    data = b''
-    while b'\r\n' not in data and not stopping.is_set():
-        try:
-            chunk = sock.recv(4096)
-        except socket.timeout:
-            continue
-        except OSError:
-            return None
-        if not chunk:
-            return None
-        data += chunk
-    return data
-
-
-def hang(sock, stopping):
-    """Accept and read the command, never answer."""
-    _read_command(sock, stopping)
-    stopping.wait()
-
-
-def trickle(sock, stopping):
-    """Answer a well-formed reply, one byte every TRICKLE_SECONDS."""
-    if _read_command(sock, stopping) is None:
-        return
-    reply = (b'VALUE nova_numa_guard:mem:compute1 0 1000\r\n' +
-             b'x' * 1000 + b'\r\nEND\r\n')
-    for byte in reply[:TRICKLE_BYTES]:
-        if stopping.wait(TRICKLE_SECONDS):
-            return
-        try:
-            sock.sendall(bytes([byte]))
-        except OSError:
-            return
-
-
-class _CountingServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-    connections = 0
-
-    def get_request(self):
-        # Runs in the serving thread only, right at accept().
-        request = super().get_request()
-        self.connections += 1
-        return request
-
-
-class FakeServer(fixtures.Fixture):
-    """A misbehaving memcached on 127.0.0.1.
-
-    :param behaviour: ``behaviour(sock, stopping)`` serves one connection;
-        ``stopping`` (a ``threading.Event``) is set at cleanup.
-    :ivar url: ``127.0.0.1:PORT``.
-    """
-
-    def __init__(self, behaviour):
-        super().__init__()
-        self.behaviour = behaviour
-
-    def _setUp(self):
-        stopping = threading.Event()
-        behaviour = self.behaviour
-
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self):
-                behaviour(self.request, stopping)
-
-        self.server = _CountingServer((memcached_fixture.HOST, 0), Handler)
-        self.url = '%s:%d' % self.server.server_address[:2]
-        thread = threading.Thread(target=self.server.serve_forever,
-                                  kwargs={'poll_interval': 0.05},
-                                  daemon=True)
-        thread.start()
-        self.addCleanup(thread.join, 10)
-        self.addCleanup(self.server.server_close)
-        self.addCleanup(self.server.shutdown)
-        self.addCleanup(stopping.set)
-
-    @property
-    def connections(self):
-        """Connections accepted so far."""
-        return self.server.connections
 
 
 class UnixMemcached(fixtures.Fixture):
@@ -194,7 +101,7 @@ class UnixMemcached(fixtures.Fixture):
             return False
 
 
-class StoreTestCase(testtools.TestCase):
+class StoreTestCase(testcase.TestCase):
 
     def setUp(self):
         super().setUp()
@@ -350,14 +257,16 @@ class DeadlineTest(StoreTestCase):
         Each read gets its byte well within the deadline: only a deadline
         for the whole call stops it before its 12 s reply is done.
         """
-        server = self.useFixture(FakeServer(trickle))
+        server = self.useFixture(
+            fake_memcached.FakeServer(fake_memcached.trickle))
         bad = self.check_bad_server(server.url, bad_first=True)
         wait_for(lambda: server.connections == 1, 'first connection')
         self.check_left_alone(bad, server)
 
     def test_silent_server_is_bounded(self):
         """Ensures a server that accepts and never answers is bounded."""
-        server = self.useFixture(FakeServer(hang))
+        server = self.useFixture(
+            fake_memcached.FakeServer(fake_memcached.hang))
         bad = self.check_bad_server(server.url, bad_first=False)
         wait_for(lambda: server.connections == 1, 'first connection')
         self.check_left_alone(bad, server)
@@ -368,7 +277,8 @@ class DeadlineTest(StoreTestCase):
         The healthy server is not left alone because the hung one used the
         call's time: its keys come back in the same call and the next.
         """
-        server = self.useFixture(FakeServer(hang))
+        server = self.useFixture(
+            fake_memcached.FakeServer(fake_memcached.hang))
         bad = self.check_bad_server(server.url, bad_first=True)
         self.check_left_alone(bad)
 
@@ -384,7 +294,8 @@ class DeadlineTest(StoreTestCase):
         The clock jumps past the deadline at the first socket operation:
         no operation may then wait on the silent server.
         """
-        server = self.useFixture(FakeServer(hang))
+        server = self.useFixture(
+            fake_memcached.FakeServer(fake_memcached.hang))
         mstore = store.MemcacheStore([server.url], 30)
         real = time.monotonic
         calls = []
@@ -427,7 +338,8 @@ class DeadlineTest(StoreTestCase):
 
     def test_set_many_to_a_silent_server_is_bounded(self):
         """Ensures set_many to a server that never answers is bounded."""
-        server = self.useFixture(FakeServer(hang))
+        server = self.useFixture(
+            fake_memcached.FakeServer(fake_memcached.hang))
         mstore = store.MemcacheStore([server.url], TIMEOUT)
         started = time.monotonic()
         self.assertRaises(store.StoreError, mstore.set_many,
@@ -436,7 +348,8 @@ class DeadlineTest(StoreTestCase):
 
     def test_set_many_to_a_trickling_server_is_bounded(self):
         """Ensures set_many to a trickling server is bounded likewise."""
-        server = self.useFixture(FakeServer(trickle))
+        server = self.useFixture(
+            fake_memcached.FakeServer(fake_memcached.trickle))
         mstore = store.MemcacheStore([server.url], TIMEOUT)
         started = time.monotonic()
         self.assertRaises(store.StoreError, mstore.set_many,
@@ -506,7 +419,7 @@ class BudgetTest(StoreTestCase):
         self.assertEqual(([], []), (unreachable, over_budget))
 
 
-class KeyTest(testtools.TestCase):
+class KeyTest(testcase.TestCase):
 
     def test_ordinary_host_names_are_kept(self):
         """Ensures DNS-ish host names are used as they are."""
@@ -531,7 +444,7 @@ class KeyTest(testtools.TestCase):
                             store.key(store.FULL_PREFIX, 'compute 1'))
 
 
-class FromConfTest(testtools.TestCase):
+class FromConfTest(testcase.TestCase):
     """MemcacheStore.from_conf and the server list."""
 
     def setUp(self):

@@ -19,6 +19,7 @@ from nova import objects
 from nova.scheduler import filters as nova_filters
 from nova import test
 
+from nova_numa_guard import conf
 from nova_numa_guard import host_view
 from nova_numa_guard import live
 from nova_numa_guard.live import payload
@@ -221,7 +222,7 @@ class NUMACellFitFilterTest(test.NoDBTestCase):
             self.assertEqual(['seed'], [h.host for h in filt.filter_all(
                 [self.seed], fakes.request_spec(70000, 4))])
         message = info.call_args[0][0] % info.call_args[0][1]
-        self.assertIn('(dry run) would have removed 1 of 1 hosts', message)
+        self.assertIn('(dry run) would have removed 1 of 1 host:', message)
 
     def test_reserve_and_cpu_fit_options(self):
         """Ensures the per-node reserve and cpu_fit reach the judgement."""
@@ -365,6 +366,56 @@ class NUMACellFitFilterTest(test.NoDBTestCase):
                                   numa_cell_fit.NUMACellFitFilter)
         self.assertIn("memory_source = 'nope'", str(error))
         self.assertIn('accounted', str(error))
+
+    def test_bad_configuration_stops_the_start(self):
+        """Ensures bad options fail at start with one line naming them."""
+        self.flags(live_data_memo_seconds=60, max_data_age=30,
+                   group='numa_guard')
+        error = self.assertRaises(conf.ConfigError,
+                                  numa_cell_fit.NUMACellFitFilter)
+        self.assertIn('[numa_guard] live_data_memo_seconds = 60.0 must be '
+                      'less than [numa_guard] max_data_age = 30', str(error))
+        self.flags(live_data_memo_seconds=2, memory_source='cache',
+                   group='numa_guard')
+        for servers in ([], ['notahost:abc']):
+            self.flags(backend='dogpile.cache.pymemcache',
+                       memcache_servers=servers, group='cache')
+            error = self.assertRaises(live.MemorySourceError,
+                                      numa_cell_fit.NUMACellFitFilter)
+            self.assertEqual(1, len(str(error).splitlines()))
+            self.assertIn("memory_source = 'cache': ", str(error))
+
+    def test_unsigned_live_data_is_warned_about_at_start(self):
+        """Ensures a live source without a signing key logs one WARNING."""
+        live_dir = self.useFixture(fixtures.TempDir()).path
+        self.flags(memory_source='file', live_data_path=live_dir,
+                   group='numa_guard')
+        with mock.patch.object(numa_cell_fit.LOG, 'warning',
+                               autospec=True) as warning:
+            numa_cell_fit.NUMACellFitFilter()
+        warning.assert_called_once()
+        self.assertIn('payload_signing_key', warning.call_args[0][0])
+        self.flags(payload_signing_key='secret', group='numa_guard')
+        with mock.patch.object(numa_cell_fit.LOG, 'warning',
+                               autospec=True) as warning:
+            numa_cell_fit.NUMACellFitFilter()
+        warning.assert_not_called()
+
+    def test_reserve_for_a_node_a_host_lacks_is_warned_about_once(self):
+        """Ensures a reserve naming a node no host has is not silent."""
+        self.flags(reserved_node_memory_mb='0:512,7:1024', group='numa_guard')
+        filt = numa_cell_fit.NUMACellFitFilter()
+        hosts = [fakes.host_state(fakes.seed_cells(), name='h%d' % i)
+                 for i in range(3)]
+        with mock.patch.object(numa_cell_fit.LOG, 'warning',
+                               autospec=True) as warning:
+            list(filt.filter_all(hosts, fakes.request_spec(4096, 2)))
+            list(filt.filter_all(hosts, fakes.request_spec(4096, 2)))
+        warning.assert_called_once()
+        message = warning.call_args[0][0] % warning.call_args[0][1]
+        self.assertEqual('[numa_guard] reserved_node_memory_mb names node(s) '
+                         '7, which h0 does not have (its nodes: 0, 1); '
+                         'nothing is reserved there', message)
 
     def test_hosts_without_numa_data(self):
         """Ensures hosts with no topology or odd cells pass, never raise."""

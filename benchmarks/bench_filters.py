@@ -13,13 +13,22 @@
 """Time NUMACellFitFilter next to nova's stock filters on the same hosts.
 
 Hosts are ``HostState`` objects built as ``HostManager`` builds them (from a
-``ComputeNode`` through ``HostState.update()``), and every filter runs over
-fresh copies for every repetition, because nova builds new ``HostState``
-objects for every request. The timings are per host; what matters is the
-ratio to ``ComputeFilter`` measured side by side in the same run, as a median
-over several repetitions, since absolute times on a shared machine are noise.
+``ComputeNode`` through ``HostState.update()``), of the shapes real fleets
+have: two-socket hosts with hyperthread siblings, several page pools (4 KiB,
+2 MiB, 1 GiB), dedicated CPUs on some, few single-cell hosts. Every filter
+runs through nova's ``HostFilterHandler`` over fresh copies for every
+repetition, because nova builds new ``HostState`` objects for every request,
+with the garbage collector on, as in nova-scheduler.
 
-The garbage collector is off while a run is timed (as in timeit).
+The guard runs in three regimes: warm (it has seen every compute node's
+record), cold (every record changed since the last request) and mix (2% of
+the records changed, as nova's resource tracker updates each compute node
+about once a minute). Every repetition runs every case once, and a case's
+ratio is its time per host over ``ComputeFilter``'s in the same repetition;
+the figure is the median of the ratios, since absolute times on a shared
+machine are noise. Last, the memory the guard keeps per host once the
+request's HostStates are gone, and the size of its memo after 10 rounds of
+replacing 1,000 compute nodes.
 
 Usage: python benchmarks/bench_filters.py [--hosts 1000 10000] [--repeat 7]
 """
@@ -27,14 +36,17 @@ Usage: python benchmarks/bench_filters.py [--hosts 1000 10000] [--repeat 7]
 import argparse
 import contextlib
 import copy
+import datetime
 import gc
 import random
 import statistics
 import sys
 import time
+import tracemalloc
 
 import nova.conf
 from nova import objects
+from nova.scheduler import filters as nova_filters
 from nova.scheduler.filters import compute_filter
 from nova.scheduler.filters import numa_topology_filter
 from nova.scheduler import host_manager
@@ -45,34 +57,55 @@ from nova_numa_guard import nova_hosts
 from nova_numa_guard.scheduler.filters import numa_cell_fit
 from nova_numa_guard import topology
 
+# (percent of the fleet, cells, shared CPUs per cell, dedicated CPUs per
+# cell, MB per cell, {hugepage size KiB: pages per cell})
 SHAPES = [
-    # (cells, CPUs per cell, MB per cell)
-    (2, 24, 192 * 1024),
-    (2, 12, 64 * 1024),
-    (4, 16, 128 * 1024),
-    (8, 8, 64 * 1024),
-    (1, 48, 256 * 1024),
+    (30, 2, 24, 0, 192 * 1024, {2048: 4096}),
+    (25, 2, 12, 0, 64 * 1024, {}),
+    (15, 4, 16, 0, 128 * 1024, {1048576: 16}),
+    (10, 8, 8, 0, 64 * 1024, {}),
+    (15, 2, 16, 16, 256 * 1024, {2048: 8192, 1048576: 32}),
+    (5, 1, 48, 0, 256 * 1024, {}),
 ]
+MIX_CHANGED = 0.02
 
 
-def build_hosts(count, seed=0):
+def _shape(i):
+    bucket = i % 100
+    for share, *shape in SHAPES:
+        if bucket < share:
+            return shape
+        bucket -= share
+    return SHAPES[-1][1:]
+
+
+def build_hosts(count, seed=0, prefix='host'):
     """``count`` HostStates of mixed shapes and usage, deterministic."""
     rng = random.Random(seed)
     hosts = []
     for i in range(count):
-        ncells, ncpus, mb = SHAPES[i % len(SHAPES)]
+        ncells, shared, dedicated, mb, pages = _shape(i)
         cells = []
         numa_used = 0
+        first = 0
         for c in range(ncells):
+            huge_mb = sum(size * n // 1024 for size, n in pages.items())
             used = rng.choice([0, 0, 4096, 16384])
             numa_used += used
+            cpus = range(first, first + shared + dedicated)
+            first += shared + dedicated
+            # Hyperthread siblings: CPU n and n + 1 share a core.
+            siblings = [frozenset((n, n + 1)) for n in cpus[::2]]
             cells.append(topology.Cell(
-                c, frozenset(range(c * ncpus, (c + 1) * ncpus)), mb,
-                small_page_used_mb=used))
+                c, frozenset(cpus[:shared]), mb,
+                small_page_mb=mb - huge_mb, small_page_used_mb=used,
+                pcpus=frozenset(cpus[shared:]),
+                hugepages={size: (n, 0) for size, n in pages.items()},
+                siblings=siblings))
         total = ncells * mb
         used_mb = numa_used + rng.randint(0, total // 2)
         hosts.append(nova_hosts.host_state(
-            topology.Host('host%05d' % i, cells, used_mb=used_mb)))
+            topology.Host('%s%05d' % (prefix, i), cells, used_mb=used_mb)))
     return hosts
 
 
@@ -123,20 +156,57 @@ def no_gc():
         gc.enable()
 
 
-def run_once(filt, hosts, spec, cold=False):
-    """Mean seconds per host of one ``filt.filter_all`` over fresh copies.
+def run_once(filt, hosts, spec, regime=None, changed=()):
+    """Mean seconds per host of one request through HostFilterHandler.
 
-    :param cold: forget the cells memo first, as for the first request
-        after every compute node updated its record.
+    :param regime: None (warm), ``'cold'`` (forget the cells memo first,
+        as for the first request after every compute node updated its
+        record) or ``'mix'`` (the hosts of ``changed`` have a new record).
     """
     fresh = fresh_copies(hosts)
-    if cold:
+    if regime == 'cold':
         host_view._CELLS_MEMO.clear()
-    with no_gc():
-        start = time.perf_counter()
-        passed = list(filt.filter_all(fresh, spec))
-        elapsed = time.perf_counter() - start
-    return elapsed / len(hosts), len(passed)
+    elif regime == 'mix':
+        later = datetime.timedelta(seconds=1)
+        for index in changed:
+            fresh[index].updated = hosts[index].updated = (
+                hosts[index].updated + later)
+    handler = nova_filters.HostFilterHandler()
+    start = time.perf_counter()
+    passed = handler.get_filtered_objects([filt], fresh, spec, index=0)
+    elapsed = time.perf_counter() - start
+    return elapsed / len(hosts), len(passed or ())
+
+
+def retained_per_host(filt, count, spec):
+    """Bytes the filter keeps per host once a request's HostStates are gone.
+
+    Traced allocations that survive one request over ``count`` HostStates
+    built for it (as nova builds them for every request) and freed after
+    it: the cells memo, mostly.
+    """
+    host_view._CELLS_MEMO.clear()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        hosts = build_hosts(count, prefix='traced')
+        list(filt.filter_all(fresh_copies(hosts), spec))
+        del hosts
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    return (after - before) / count
+
+
+def memo_after_churn(filt, spec, count=1000, rounds=10):
+    """Memo entries after ``rounds`` of replacing ``count`` compute nodes."""
+    host_view._CELLS_MEMO.clear()
+    for round_ in range(rounds):
+        hosts = build_hosts(count, seed=round_, prefix='churn%d-' % round_)
+        list(filt.filter_all(fresh_copies(hosts), spec))
+    return len(host_view._CELLS_MEMO)
 
 
 def parse_args(argv, description):
@@ -153,50 +223,51 @@ def main(argv=None):
     nova.conf.CONF([], project='nova')
     objects.register_all()
     guard = numa_cell_fit.NUMACellFitFilter()
-    filters = [('ComputeFilter', compute_filter.ComputeFilter(), False),
+    filters = [('ComputeFilter', compute_filter.ComputeFilter(), None),
                ('NUMATopologyFilter',
-                numa_topology_filter.NUMATopologyFilter(), False),
-               ('NUMACellFitFilter', guard, False),
-               ('NUMACellFitFilter cold', guard, True)]
+                numa_topology_filter.NUMATopologyFilter(), None),
+               ('guard warm', guard, None),
+               ('guard mix', guard, 'mix'),
+               ('guard cold', guard, 'cold')]
     requests = [('plain 2 GB / 2 vCPU', request(2048, 2)),
                 ('large 100 GB / 16 vCPU', request(100 * 1024, 16)),
                 # Nova binds it to two cells; the guard checks them.
                 ('NUMA 2 x 24 GB / 8 vCPU', request(
                     48 * 1024, 8, {'hw:numa_nodes': '2'}))]
-    print('per-host medians of %d runs; ratio = median of filter / '
-          'ComputeFilter in the same repetition; "cold": first request '
-          'after every compute updated its record' % args.repeat)
+    print('per-host medians of %d repetitions through HostFilterHandler, '
+          'garbage collector on; ratio = median of filter / ComputeFilter '
+          'in the same repetition; mix: %d%% of the compute records changed '
+          'since the last request; cold: all of them' % (
+              args.repeat, MIX_CHANGED * 100))
     print('%-7s %-24s %-20s %12s %7s %7s' % (
         'hosts', 'request', 'filter', 'us/host', 'ratio', 'passed'))
-    worst = {False: 0.0, True: 0.0}
+    rng = random.Random(1)
     for count in args.hosts:
         hosts = build_hosts(count)
         for label, spec in requests:
-            # Every repetition runs every filter once; a ratio is taken to
-            # ComputeFilter's time in the same repetition, since the
-            # machine's speed drifts between repetitions.
             samples = {name: [] for name, _, _ in filters}
             ratios = {name: [] for name, _, _ in filters}
             passed = {}
+            list(guard.filter_all(fresh_copies(hosts), spec))  # warm up
             for _ in range(args.repeat):
+                changed = rng.sample(range(count),
+                                     int(count * MIX_CHANGED))
                 base = None
-                for name, filt, cold in filters:
-                    per_host, passed[name] = run_once(filt, hosts, spec,
-                                                      cold)
+                for name, filt, regime in filters:
+                    per_host, passed[name] = run_once(
+                        filt, hosts, spec, regime, changed)
                     base = base or per_host
                     samples[name].append(per_host)
                     ratios[name].append(per_host / base)
-            for name, filt, cold in filters:
-                ratio = statistics.median(ratios[name])
-                if filt is guard:
-                    worst[cold] = max(worst[cold], ratio)
+            for name, filt, regime in filters:
                 print('%-7d %-24s %-20s %12.2f %7.2f %7d' % (
                     count, label, name,
-                    statistics.median(samples[name]) * 1e6, ratio,
-                    passed[name]))
-    print('worst NUMACellFitFilter / ComputeFilter ratio: %.2f warm (cells '
-          'memoised), %.2f cold (every compute record changed)'
-          % (worst[False], worst[True]))
+                    statistics.median(samples[name]) * 1e6,
+                    statistics.median(ratios[name]), passed[name]))
+        print('%-7d retained by the guard per host: %.0f bytes' % (
+            count, retained_per_host(guard, count, requests[0][1])))
+    print('cells memo after 10 rounds of replacing 1,000 compute nodes: %d '
+          'entries' % memo_after_churn(guard, requests[0][1]))
     return 0
 
 

@@ -35,9 +35,10 @@ _SETTLE = datetime.timedelta(seconds=1)
 
 _ATTR = '_numa_guard_view'
 
-# compute node uuid -> (version, tuple of topology.Cell). Bounded by the
-# number of compute nodes; a newer record replaces the entry.
+# compute node uuid -> (version, tuple of topology.Cell). A newer record
+# replaces the entry; see bound_memo() for compute nodes that are gone.
 _CELLS_MEMO = {}
+_SPARE_ENTRIES = 1000
 
 
 class HostView:
@@ -114,6 +115,19 @@ def cells_from_state(host_state):
     return cells
 
 
+def bound_memo(host_states):
+    """Keep the cells memo bounded by the compute nodes nova still reports.
+
+    Called once per request: when the memo holds more than twice the
+    request's hosts (and some spare), only the entries of those hosts stay,
+    so the entries of compute nodes that were replaced go.
+    """
+    if len(_CELLS_MEMO) > 2 * len(host_states) + _SPARE_ENTRIES:
+        keep = {hs.uuid for hs in host_states}
+        for key in [key for key in _CELLS_MEMO if key not in keep]:
+            del _CELLS_MEMO[key]
+
+
 def _settled(updated):
     """Whether a record updated at ``updated`` can no longer change silently.
 
@@ -131,37 +145,50 @@ def _settled(updated):
 def cell_from_nova(cell):
     """Build a :class:`topology.Cell` from a nova ``objects.NUMACell``.
 
+    Only what a verdict reads, as plain Python values: nothing of nova's
+    objects is kept (the cells are memoised across requests). CPUs are
+    counted, not listed: ``cpus`` and ``pcpus`` are ``range`` objects of the
+    cell's shared and dedicated CPU counts.
+
     When the cell reports page pools, the smallest pool is what guests without
     a page size can use (libvirt reports it as the node's memory not taken by
     hugepages), less its reserved pages (``[DEFAULT] reserved_huge_pages`` may
     reserve small pages too); nova charges NUMA guests on small pages to it.
     Fields that records of older computes lack are taken as empty.
     """
-    memory = cell.memory
-    numa_used = cell.memory_usage
-    mempages = _optional(cell, 'mempages')
-    hugepages = {}
+    try:
+        # Every field a libvirt compute reports since nova Train: one pass
+        # without a check per field.
+        return _cell(cell.id, cell.cpuset, cell.pcpuset, cell.memory,
+                     cell.memory_usage, cell.mempages, cell.network_metadata)
+    except NotImplementedError:
+        # An older record: fields it lacks are taken as empty.
+        return _cell(cell.id, cell.cpuset, _optional(cell, 'pcpuset'),
+                     cell.memory, cell.memory_usage,
+                     _optional(cell, 'mempages'),
+                     _optional(cell, 'network_metadata'))
+
+
+def _cell(cell_id, cpuset, pcpuset, memory, numa_used, mempages, network):
     if mempages:
-        pools = [(p.size_kb, p.total, p.used, p.reserved) for p in mempages]
-        pools.sort()
-        size_kb, total, used, reserved = pools[0]
-        small_mb = (total - reserved) * size_kb // 1024
-        small_used = used * size_kb // 1024
-        for size_kb, total, used, _ in pools[1:]:
-            hugepages[size_kb] = (total, used)
+        smallest = mempages[0]
+        size_kb = smallest.size_kb
+        for pool in mempages[1:]:
+            if pool.size_kb < size_kb:
+                smallest, size_kb = pool, pool.size_kb
+        small_mb = (smallest.total - smallest.reserved) * size_kb // 1024
+        small_used = smallest.used * size_kb // 1024
     else:
         small_mb = memory
         small_used = numa_used
-    physnets, tunneled = frozenset(), False
-    network = _optional(cell, 'network_metadata')
+    physnets, tunneled = topology.NO_PHYSNETS, False
     if network is not None:
-        physnets = frozenset(network.physnets)
+        if network.physnets:
+            physnets = frozenset(network.physnets)
         tunneled = network.tunneled
-    return topology.Cell(
-        cell.id, cell.cpuset, memory, small_mb, small_used, numa_used,
-        pcpus=_optional(cell, 'pcpuset') or frozenset(),
-        hugepages=hugepages, physnets=physnets, tunneled=tunneled,
-        socket=_optional(cell, 'socket'))
+    return topology.Cell(cell_id, range(len(cpuset)), memory, small_mb,
+                         small_used, numa_used, range(len(pcpuset or ())),
+                         None, physnets, tunneled)
 
 
 def _optional(obj, name):

@@ -48,7 +48,7 @@ def numa_topology(host):
             id=cell.id, cpuset=set(cell.cpus), pcpuset=set(cell.pcpus),
             memory=cell.memory_mb, cpu_usage=0,
             memory_usage=cell.numa_used_mb, pinned_cpus=set(),
-            siblings=[], mempages=mempages,
+            siblings=[set(s) for s in cell.siblings], mempages=mempages,
             network_metadata=objects.NetworkMetadata(
                 physnets=set(cell.physnets), tunneled=cell.tunneled),
             socket=cell.socket))

@@ -17,16 +17,23 @@ parsers, the simulator and the vNUMA planner all build and read these objects.
 Memory is in MiB, like nova's ``NUMACell.memory``.
 """
 
+import types
+
 # The size of a small (base) page, KiB: the page pool a host cell's
 # ``small_page_mb`` is made of.
 SMALL_PAGE_KB = 4
+# Shared empty values: a cell without them keeps no container of its own.
+NO_PHYSNETS = frozenset()
+_NOTHING = types.MappingProxyType({})
 
 
 class Cell:
     """One host NUMA node as the guard sees it.
 
     :param id: the host node id.
-    :param cpus: host CPUs that floating (shared) vCPUs may run on.
+    :param cpus: host CPUs that floating (shared) vCPUs may run on: a set of
+        ids, or any sized container when only their number matters (the
+        scheduler's view counts them).
     :param memory_mb: total memory of the node.
     :param small_page_mb: memory usable by small pages: the node's smallest
         page pool when page pools are known (hugepages are carved out of the
@@ -52,7 +59,7 @@ class Cell:
 
     def __init__(self, id, cpus, memory_mb, small_page_mb=None,
                  small_page_used_mb=0, numa_used_mb=None, pcpus=frozenset(),
-                 hugepages=None, physnets=frozenset(), tunneled=False,
+                 hugepages=None, physnets=NO_PHYSNETS, tunneled=False,
                  socket=None, siblings=(), distances=None):
         self.id = id
         self.cpus = cpus
@@ -63,12 +70,12 @@ class Cell:
         self.numa_used_mb = (small_page_used_mb if numa_used_mb is None
                              else numa_used_mb)
         self.pcpus = pcpus
-        self.hugepages = hugepages or {}
+        self.hugepages = hugepages or _NOTHING
         self.physnets = physnets
         self.tunneled = tunneled
         self.socket = socket
         self.siblings = tuple(siblings)
-        self.distances = distances or {}
+        self.distances = distances or _NOTHING
 
     @property
     def holds_guests(self):

@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=.tox-venv
+# The tox these scripts are tested with; a run leaves the clone as it was.
+TOX_VERSION=4.67.15
 if [ ! -x "$venv/bin/tox" ]; then
     if ! python3 -m venv "$venv" >/dev/null 2>&1; then
         # Debian and Ubuntu ship venv separately.
@@ -17,6 +19,6 @@ if [ ! -x "$venv/bin/tox" ]; then
         rm -rf "$venv"
         python3 -m venv "$venv"
     fi
-    "$venv/bin/python" -m pip install -q 'tox>=4.0.0'
+    "$venv/bin/python" -m pip install -q "tox==$TOX_VERSION"
 fi
 exec "$venv/bin/tox" "$@"

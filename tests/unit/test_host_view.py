@@ -46,10 +46,27 @@ class CellFromNovaTest(testcase.TestCase):
         self.assertEqual(32768 - 1024, cell.small_page_mb)
         self.assertEqual(2048, cell.small_page_used_mb)
         self.assertEqual(10240, cell.numa_used_mb)
-        self.assertEqual({1048576: (32, 8)}, cell.hugepages)
-        self.assertEqual(({0, 1, 2, 3}, {4, 5}), (cell.cpus, cell.pcpus))
-        self.assertEqual((frozenset({'foo'}), True, 1),
-                         (cell.physnets, cell.tunneled, cell.socket))
+        # Only what a verdict reads, as plain values: CPUs are counted.
+        self.assertEqual((4, 2), (len(cell.cpus), len(cell.pcpus)))
+        self.assertEqual((frozenset({'foo'}), True),
+                         (cell.physnets, cell.tunneled))
+
+    def test_nothing_of_novas_objects_is_kept(self):
+        """Ensures a memoised cell does not keep nova's objects alive.
+
+        Every value of the cell is a plain Python value, so the NUMACell it
+        was read from (and its HostState) can be freed after the request.
+        """
+        numa_cell = _cell(mempages=[objects.NUMAPagesTopology(
+            size_kb=4, total=1024, used=0, reserved=0)],
+            network_metadata=objects.NetworkMetadata(physnets={'foo'},
+                                                     tunneled=False))
+        cell = host_view.cell_from_nova(numa_cell)
+        plain = (int, bool, range, frozenset, tuple, type(None),
+                 type(cell.hugepages))
+        for name in cell.__slots__:
+            self.assertIsInstance(getattr(cell, name), plain, name)
+        self.assertEqual([str], [type(n) for n in cell.physnets])
 
     def test_missing_mempages_fall_back_to_memory(self):
         """Ensures cells from computes without page data use memory."""

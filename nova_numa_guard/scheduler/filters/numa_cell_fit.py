@@ -118,6 +118,7 @@ class NUMACellFitFilter(filters.BaseHostFilter):
                 self._log_rejection(host_state, verdict, request.uuid)
             if self._dry_run:
                 yield host_state
+        host_view.bound_memo(host_states)
         if rejected and (self._dry_run or rejected == len(host_states)):
             try:
                 self._log_summary(request, len(host_states), rejected, best)

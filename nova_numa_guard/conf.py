@@ -14,6 +14,7 @@
 
 import math
 import os
+import re
 
 from oslo_config import cfg
 from oslo_config import types
@@ -66,6 +67,73 @@ class NodeMemoryReserve(types.ConfigType):
             return ','.join('%d:%d' % item
                             for item in sorted(per_node.items()))
         return str(value)
+
+
+class PhysnetInterfaces(types.ConfigType):
+    """``physnet:interface,...``: the interfaces of each physnet.
+
+    The parsed value is ``{physnet: (interface, ...)}`` in the order given.
+    """
+
+    def __init__(self, type_name='physnet interfaces'):
+        super().__init__(type_name=type_name)
+
+    def __call__(self, value):
+        if isinstance(value, dict):
+            return value
+        return parse_physnet_interfaces(value)
+
+    def __repr__(self):
+        return 'PhysnetInterfaces'
+
+    def __eq__(self, other):
+        return self.__class__ == other.__class__
+
+    def _formatter(self, value):
+        if isinstance(value, dict):
+            return ','.join('%s:%s' % (physnet, interface)
+                            for physnet, interfaces in value.items()
+                            for interface in interfaces)
+        return str(value)
+
+
+# Neutron names a physical network in at most 64 characters; Linux names an
+# interface in at most 15 (IFNAMSIZ - 1), without "/", ":" or white space.
+MAX_PHYSNET_NAME = 64
+MAX_IFNAME = 15
+_PHYSNET_RE = re.compile(r'[^\s:,]{1,%d}' % MAX_PHYSNET_NAME)
+_IFNAME_RE = re.compile(r'[^\s:/,]{1,%d}' % MAX_IFNAME)
+
+
+def parse_physnet_interfaces(text):
+    """Parse ``"physnet1:ens2f0,physnet1:ens2f1,physnet2:ens3f0"``.
+
+    :returns: ``{physnet: (interface, ...)}``, in the order given.
+    :raises ValueError: with a one-line reason on anything else.
+    """
+    text = str(text).strip()
+    mapping = {}
+    if not text:
+        return mapping
+    for item in text.split(','):
+        item = item.strip()
+        physnet, sep, interface = item.partition(':')
+        physnet, interface = physnet.strip(), interface.strip()
+        if not sep or not physnet or not interface:
+            raise ValueError("%r is not physnet:interface" % item[:80])
+        if not _PHYSNET_RE.fullmatch(physnet):
+            raise ValueError("physnet %r is not a physical network name (at "
+                             "most %d characters, no white space, ':' or "
+                             "',')" % (physnet[:80], MAX_PHYSNET_NAME))
+        if not _IFNAME_RE.fullmatch(interface) or interface in ('.', '..'):
+            raise ValueError("%r is not a network interface name (at most %d "
+                             "characters, no white space, '/' or ':')" % (
+                                 interface[:80], MAX_IFNAME))
+        interfaces = mapping.setdefault(physnet, ())
+        if interface in interfaces:
+            raise ValueError("%s:%s is listed twice" % (physnet, interface))
+        mapping[physnet] = interfaces + (interface,)
+    return mapping
 
 
 def parse_node_reserve(text):
@@ -415,7 +483,8 @@ agent_group = cfg.OptGroup(
     title='nova-numa-guard-agent options',
     help="""
 Options of ``nova-numa-guard-agent``, which publishes each compute host's
-live per-node memory for the ``cache`` memory source.
+live per-node memory for the ``cache`` memory source, and the NUMA nodes of
+its physnets' NICs for ``NUMALocalityWeigher``.
 """)
 
 agent_opts = [
@@ -574,6 +643,38 @@ Possible values:
 Related options:
 
 * ``[numa_guard_agent] interval``
+"""),
+    cfg.Opt(
+        'physnet_interfaces',
+        type=PhysnetInterfaces(),
+        default='',
+        help="""
+The network interfaces of each neutron physical network on this host.
+
+Nova learns which NUMA node the NICs of a physnet sit on only from
+``[neutron_physnet_<name>] numa_nodes``, written by hand on every compute
+host. With this option the agent finds the nodes itself: it follows each
+interface to its PCI device (through the interfaces below a bond or a VLAN
+interface) and publishes the devices' nodes per physnet.
+``NUMALocalityWeigher`` then prefers hosts where a cell that can hold the
+guest is local to the NICs of the physnets its virtio or vhost ports are on,
+for the physnets nova affines to no node of the host. The scheduler reads
+the data with ``NUMACellFitFilter`` enabled and a live ``[numa_guard]
+memory_source``.
+
+Possible values:
+
+* Empty (default): publish no physnets.
+* A comma separated list of ``<physnet>:<interface>`` pairs, as neutron's
+  ``physical_device_mappings`` spells them; list a physnet once per
+  interface, e.g. ``physnet1:ens2f0,physnet1:ens2f1,physnet2:ens3f0``. A
+  malformed value stops the agent at start with an error that names the
+  option; an interface that cannot be found is logged and left out.
+
+Related options:
+
+* ``[neutron_physnet_<name>] numa_nodes`` (nova, on the compute host): when
+  set, nova's affinity is used instead.
 """),
 ]
 

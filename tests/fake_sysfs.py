@@ -69,7 +69,7 @@ def meminfo_text(node_id, meminfo):
     return '\n'.join(lines) + '\n'
 
 
-def write_tree(root, nodes, devices=(), nets=None):
+def write_tree(root, nodes, devices=(), nets=None, lowers=None):
     """Write a sysfs tree under ``root``.
 
     :param nodes: dicts with ``id``, ``cpulist``, ``meminfo`` (dict, or raw
@@ -78,6 +78,9 @@ def write_tree(root, nodes, devices=(), nets=None):
     :param devices: dicts with ``address``, ``numa_node``, ``class``,
         ``vendor``, ``device`` (sysfs spellings, e.g. ``0x8086``).
     :param nets: ``{ifname: pci_address}``.
+    :param lowers: ``{ifname: [lower ifname, ...]}``: virtual interfaces
+        (bonds, VLANs) and the interfaces below them (``lower_<name>``
+        links, as the kernel makes them).
     """
     base = os.path.join(root, 'devices', 'system', 'node')
     os.makedirs(base, exist_ok=True)
@@ -109,6 +112,11 @@ def write_tree(root, nodes, devices=(), nets=None):
         os.symlink(os.path.join('..', '..', '..', 'bus', 'pci', 'devices',
                                 address),
                    os.path.join(net, ifname, 'device'))
+    for ifname, below in (lowers or {}).items():
+        os.makedirs(os.path.join(net, ifname), exist_ok=True)
+        for lower in below:
+            os.symlink(os.path.join('..', lower),
+                       os.path.join(net, ifname, 'lower_' + lower))
     return root
 
 

@@ -41,6 +41,10 @@ DESCRIPTION
     and publishes one JSON payload for this host every
     [numa_guard_agent] interval seconds to memcached ([cache]
     memcache_servers), with a TTL of [numa_guard_agent] ttl.
+    With [numa_guard_agent] physnet_interfaces (physnet:interface,...) it
+    also publishes the nodes of each physnet's NICs, which the
+    scheduler's NUMALocalityWeigher uses where nova has no
+    [neutron_physnet_<name>] numa_nodes.
     The key is nova's compute host name: --host, else [DEFAULT] host of the
     given configuration files (nova.conf), else the hostname. The
     nova-scheduler's NUMACellFitFilter reads it with
@@ -76,10 +80,11 @@ FILES
         [DEFAULT] host, [cache], [numa_guard] payload_signing_key and
         cache_timeout, [numa_guard_agent] interval, ttl, sysfs_root,
         libvirt_runtime_dir, libvirt_uri, cgroup_root, max_backoff,
-        host_signing_key. Give it with --config-file; several
-        are merged in order. [cache] backend must be a memcached backend
-        (dogpile.cache.pymemcache, oslo_cache.memcache_pool...); the agent
-        uses its own client on [cache] memcache_servers.
+        host_signing_key, physnet_interfaces. Give it with
+        --config-file; several are merged in order. [cache] backend must
+        be a memcached backend (dogpile.cache.pymemcache,
+        oslo_cache.memcache_pool...); the agent uses its own client on
+        [cache] memcache_servers.
 
 EXIT STATUS
     0   --once: published (or printed); otherwise stopped by SIGTERM/SIGINT.
@@ -206,6 +211,7 @@ class Agent:
         self.store = store
         self.out = out
         self._key = signing_key(conf, host)
+        self._physnet_interfaces = conf.numa_guard_agent.physnet_interfaces
         self._sysfs_problems = frozenset()
         self._cache_down = None
         self._refused = None
@@ -214,7 +220,8 @@ class Agent:
         """Build a payload now; None when no node could be read."""
         data, problems = collect.collect(self.sysfs_root, self.host,
                                          round(time.time(), 3), self._key,
-                                         self.guest_roots)
+                                         self.guest_roots,
+                                         self._physnet_interfaces)
         state = frozenset(str(p) for p in problems)
         if state != self._sysfs_problems:
             if state:

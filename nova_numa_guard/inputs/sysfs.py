@@ -22,7 +22,9 @@ Files read, under ``root`` (``/sys`` on a real host, a fake tree in tests):
 * ``devices/system/node/node<N>/hugepages/hugepages-<size>kB/``
   ``nr_hugepages`` and ``free_hugepages``.
 * ``bus/pci/devices/<address>/{numa_node,class,vendor,device}`` and
-  ``class/net/<ifname>/device`` (a link to the PCI device of the NIC).
+  ``class/net/<ifname>/device`` (a link to the PCI device of the NIC);
+  ``class/net/<ifname>/lower_<name>`` links name the interfaces below a bond,
+  team or VLAN interface.
 
 Every problem is an :class:`nova_numa_guard.inputs.InputError` naming the
 file and what is wrong. Nothing here imports nova.
@@ -372,18 +374,70 @@ def _net_names(root):
     except OSError:
         return nets
     for name in names:
-        device = os.path.join(path, name, 'device')
-        if not os.path.islink(device):
-            continue  # virtual interfaces (lo, bridges, taps) have none
-        # The link points at the PCI device, or at a child of it (virtio0).
-        target = os.path.realpath(device)
-        for _ in range(3):
-            address = os.path.basename(target)
-            if _PCI_ADDRESS_RE.match(address):
-                nets.setdefault(address, []).append(name)
-                break
-            target = os.path.dirname(target)
+        address = _pci_address(os.path.join(path, name, 'device'))
+        if address is not None:
+            nets.setdefault(address, []).append(name)
     return nets
+
+
+def _pci_address(device):
+    """The PCI address a ``class/net/<ifname>/device`` link leads to.
+
+    None when there is no link (virtual interfaces: lo, bridges, taps,
+    bonds) or it leads to no PCI device.
+    """
+    if not os.path.islink(device):
+        return None
+    # The link points at the PCI device, or at a child of it (virtio0).
+    target = os.path.realpath(device)
+    for _ in range(3):
+        address = os.path.basename(target)
+        if _PCI_ADDRESS_RE.match(address):
+            return address
+        target = os.path.dirname(target)
+    return None
+
+
+# Interfaces below interfaces below...: bond over VLAN over NIC is deep.
+_MAX_LOWER_DEPTH = 4
+
+
+def interface_devices(root, ifname):
+    """PCI addresses of the NICs behind a network interface, sorted.
+
+    A physical interface's own device; for a bond, team, VLAN or macvlan
+    interface, the devices of the interfaces below it (its
+    ``lower_<name>`` links), a few levels deep.
+
+    :raises InputError: when the interface does not exist, or no PCI device
+        is behind it.
+    """
+    path = os.path.join(root, NET_DIR, ifname)
+    if not os.path.isdir(path):
+        raise InputError(path, 'no such network interface')
+    found = set()
+    names = [ifname]
+    for _ in range(_MAX_LOWER_DEPTH + 1):
+        below = []
+        for name in names:
+            base = os.path.join(root, NET_DIR, name)
+            address = _pci_address(os.path.join(base, 'device'))
+            if address is not None:
+                found.add(address)
+                continue
+            try:
+                entries = os.listdir(base)
+            except OSError:
+                continue
+            below.extend(entry[len('lower_'):] for entry in entries
+                         if entry.startswith('lower_'))
+        names = below
+        if not names:
+            break
+    if not found:
+        raise InputError(path, 'no PCI device behind the interface or the '
+                         'interfaces below it')
+    return sorted(found)
 
 
 def _hex(base, leaf):

@@ -29,6 +29,7 @@ One JSON object per compute host (schema 1)::
      "devices": [{"address": "0000:81:00.0", "numa_node": 1,
                   "class": "0x020000", "vendor_id": "8086",
                   "product_id": "1528", "net": ["ens1f0"]}, ...],
+     "physnets": {"physnet1": [1], "physnet2": [0, 1]},
      "signature": "<hex HMAC-SHA256>"}
 
 Memory figures are MiB, rounded down, per NUMA node:
@@ -64,6 +65,13 @@ The two optional fields come together (an agent that can read libvirt and
 cgroup v2) or not at all (an older agent, or a host without them): then
 every node lacks ``guest_untouched_mb`` and there is no ``guests_mb``.
 
+``physnets`` (optional, top level) maps each neutron physical network of
+``[numa_guard_agent] physnet_interfaces`` to the sorted ids of the nodes its
+NICs sit on (empty when the firmware does not say). ``NUMALocalityWeigher``
+uses it for a physnet nova affines to no cell of the host (nova learns that
+only from ``[neutron_physnet_<name>] numa_nodes`` on the compute). An agent
+without the option leaves it out.
+
 ``signature`` is present when ``[numa_guard] payload_signing_key`` is set:
 the hex HMAC-SHA256 of the *canonical* JSON of every other field (keys sorted,
 separators ``,`` and ``:``, ASCII only, as :func:`canonical` makes it), keyed
@@ -77,11 +85,13 @@ stored bytes before it parses any JSON; trailing whitespace (the newline of
 
 The *memory record* (:func:`memory_record`) is what the scheduler reads of a
 payload, compact and signed on its own: the same top-level members without
-``devices``, and instead of ``nodes`` one ``mem`` row per node::
+``devices`` (``physnets`` included), and instead of ``nodes`` one ``mem`` row
+per node::
 
     {"schema": 1, "host": "compute1", "timestamp": 1764700000.1,
      "guests_mb": 98304,
      "mem": [[0, 64328, 10501, 14285, 6144], [1, 64510, 2769, 7854, 0]],
+     "physnets": {"physnet1": [1]},
      "signature": "<hex HMAC-SHA256>"}
 
 with the columns ``id, mem_total_mb, mem_free_mb, mem_available_mb`` and,
@@ -91,7 +101,8 @@ a scheduling request moves and parses a few dozen bytes per node instead of
 kilobytes per host.
 
 The scheduler checks only what it uses (:func:`verify`): the schema version,
-the host, the timestamp, the node ids and the memory figures. ``cpus``,
+the host, the timestamp, the node ids, the memory figures and the physnets'
+nodes. ``cpus``,
 ``distances``, ``hugepages`` and ``devices`` may be absent; when present they
 must have the right container types, and their elements are checked only
 with ``full=True`` (the agent checks its own payload that way).
@@ -122,6 +133,10 @@ MAX_CLOCK_SKEW = 5.0
 MAX_RECORD_BYTES = 64 * 1024
 # The guests of a host: at most this much memory in all.
 MAX_GUESTS_MB = MAX_NODES * MAX_NODE_MB
+# At most this many physnets, named in at most 64 characters (neutron's
+# limit for a physical network name).
+MAX_PHYSNETS = 256
+MAX_PHYSNET_NAME = 64
 
 _INT = frozenset((int,))
 _TOP_KEYS = frozenset(('schema', 'host', 'timestamp'))
@@ -131,6 +146,7 @@ _NODE_MB_KEYS = ('mem_total_mb', 'mem_free_mb', 'mem_available_mb')
 MEM_COLUMNS = ('id',) + _NODE_MB_KEYS
 _UNTOUCHED = 'guest_untouched_mb'
 _GUESTS = 'guests_mb'
+_PHYSNETS = 'physnets'
 # What a memory record keeps of a node.
 _RECORD_NODE_KEYS = ('id',) + _NODE_MB_KEYS + (_UNTOUCHED,)
 
@@ -160,7 +176,9 @@ class Untrusted(ValueError):
 
 
 Trusted = collections.namedtuple(
-    'Trusted', 'host timestamp free_mb available_mb untouched_mb guests_mb')
+    'Trusted',
+    'host timestamp free_mb available_mb untouched_mb guests_mb physnets',
+    defaults=(None,))
 Trusted.__doc__ = """A payload that passed every trust rule.
 
 :ivar host: the compute host name.
@@ -170,6 +188,9 @@ Trusted.__doc__ = """A payload that passed every trust rule.
 :ivar untouched_mb: ``{node_id: guest_untouched_mb}``, or None when the
     payload does not say (an older agent, no libvirt or cgroup v2 data).
 :ivar guests_mb: the total size of the host's guests, or None likewise.
+:ivar physnets: ``{physnet: frozenset(node ids)}`` of the host's NICs, or
+    None when the payload has none (the agent's ``[numa_guard_agent]
+    physnet_interfaces`` is not set).
 """
 
 
@@ -213,7 +234,8 @@ def signature(payload, key):
     return hmac.new(key, canonical(payload), hashlib.sha256).hexdigest()
 
 
-def build(host, timestamp, nodes, devices=(), key=None, guests_mb=None):
+def build(host, timestamp, nodes, devices=(), key=None, guests_mb=None,
+          physnets=None):
     """Assemble a payload dict, signed when ``key`` is given.
 
     :param nodes: node dicts as in the module docstring.
@@ -221,11 +243,16 @@ def build(host, timestamp, nodes, devices=(), key=None, guests_mb=None):
     :param key: the host's own key (:func:`host_key`), or None.
     :param guests_mb: the total size of the host's guests, or None when
         the nodes carry no ``guest_untouched_mb``.
+    :param physnets: ``{physnet: [node id, ...]}``, or None to leave the
+        field out.
     """
     payload = {'schema': SCHEMA, 'host': host, 'timestamp': timestamp,
                'nodes': list(nodes), 'devices': list(devices)}
     if guests_mb is not None:
         payload[_GUESTS] = guests_mb
+    if physnets is not None:
+        payload[_PHYSNETS] = {name: sorted(nodes)
+                              for name, nodes in physnets.items()}
     if key:
         payload['signature'] = signature(payload, key)
     return payload
@@ -237,7 +264,8 @@ def memory_record(payload, key=None):
     The nodes become ``mem`` rows of ``[id, mem_total_mb, mem_free_mb,
     mem_available_mb]``, plus ``guest_untouched_mb`` when the payload has
     ``guests_mb``: a few bytes per node, and quick to parse and check.
-    ``cpus``, ``distances``, ``hugepages`` and ``devices`` are left out.
+    ``cpus``, ``distances``, ``hugepages`` and ``devices`` are left out;
+    ``physnets`` is kept.
 
     :param key: the host's own key (:func:`host_key`), or None.
     """
@@ -348,7 +376,11 @@ def _verify(raw, host, key, max_age, now, full, max_bytes):
         raise Untrusted(BAD_SCHEMA, 'missing nodes')
     if 'devices' in data:
         _check_devices(data['devices'], full)
-    return Trusted(host, timestamp, free, available, untouched, guests)
+    physnets = None
+    if _PHYSNETS in data:
+        physnets = _check_physnets(data[_PHYSNETS])
+    return Trusted(host, timestamp, free, available, untouched, guests,
+                   physnets)
 
 
 def check_age(timestamp, max_age, now):
@@ -564,6 +596,31 @@ def _check_devices(devices, full):
                                       not 0 <= numa_node < MAX_NODES):
             raise Untrusted(BAD_SCHEMA, 'device %s: numa_node %s' %
                             (_short(device['address']), _short(numa_node)))
+
+
+def _check_physnets(physnets):
+    """``{physnet: [node id, ...]}`` as ``{physnet: frozenset(ids)}``."""
+    if type(physnets) is not dict:
+        raise Untrusted(BAD_SCHEMA, 'physnets is not an object')
+    if len(physnets) > MAX_PHYSNETS:
+        raise Untrusted(INSANE, '%d physnets' % len(physnets))
+    checked = {}
+    for name, nodes in physnets.items():
+        if not 0 < len(name) <= MAX_PHYSNET_NAME:
+            raise Untrusted(BAD_SCHEMA, 'physnet name %s is empty or longer '
+                            'than %d characters' % (_short(name),
+                                                    MAX_PHYSNET_NAME))
+        if type(nodes) is not list or not set(map(type, nodes)) <= _INT:
+            raise Untrusted(BAD_SCHEMA, 'physnet %s: nodes are not a list of '
+                            'integers' % _short(name))
+        ids = frozenset(nodes)
+        if len(ids) != len(nodes) or (nodes and not (
+                0 <= min(nodes) and max(nodes) < MAX_NODES)):
+            raise Untrusted(INSANE, 'physnet %s: node ids %s are out of range '
+                            'or listed twice' % (_short(name),
+                                                 _short(nodes)))
+        checked[name] = ids
+    return checked
 
 
 def _no_constant(name):

@@ -12,6 +12,7 @@
 
 import os
 
+import ddt
 import fixtures
 import hypothesis
 from hypothesis import strategies as st
@@ -81,6 +82,8 @@ class ListOptsTest(testcase.TestCase):
         for name in ('memory_source', 'reserved_node_memory_mb', 'cpu_fit',
                      'dry_run', 'non_numa_memory_estimate'):
             self.assertIn(name, names)
+        self.assertIn('physnet_interfaces',
+                      [opt.name for opt in groups['numa_guard_agent']])
         for opts in groups.values():
             for opt in opts:
                 self.assertTrue(opt.help.strip()[0].isupper(), opt.name)
@@ -181,3 +184,74 @@ class CheckSchedulerTest(testcase.TestCase):
         self.assertEqual('[numa_guard_agent] host_signing_key: must be the '
                          '64 hex characters --print-host-key prints (the '
                          'value is secret: not shown)', str(error))
+
+
+@ddt.ddt
+class PhysnetInterfacesTest(testcase.TestCase):
+    """[numa_guard_agent] physnet_interfaces: physnet:interface pairs."""
+
+    @ddt.named_data(
+        ('empty', '', {}),
+        ('one-pair', 'physnet1:ens2f0', {'physnet1': ('ens2f0',)}),
+        ('physnet-twice-in-order', 'physnet1:ens2f1, physnet1:ens2f0',
+         {'physnet1': ('ens2f1', 'ens2f0')}),
+        ('two-physnets', 'physnet1:ens2f0,physnet2:bond0.100',
+         {'physnet1': ('ens2f0',), 'physnet2': ('bond0.100',)}),
+        ('one-nic-two-physnets', 'a:ens2f0,b:ens2f0',
+         {'a': ('ens2f0',), 'b': ('ens2f0',)}),
+    )
+    def test_valid_values(self, text, expected):
+        """Ensures that each accepted form parses to physnet -> NICs."""
+        self.assertEqual(expected, conf.parse_physnet_interfaces(text))
+
+    @ddt.named_data(
+        ('no-colon', 'physnet1', "'physnet1' is not physnet:interface"),
+        ('equals', 'physnet1=ens2f0', "'physnet1=ens2f0' is not physnet:"),
+        ('no-interface', 'physnet1:', "'physnet1:' is not physnet:"),
+        ('no-physnet', ':ens2f0', "':ens2f0' is not physnet:interface"),
+        ('trailing-comma', 'physnet1:ens2f0,', "'' is not physnet:"),
+        ('two-colons', 'a:b:c', "'b:c' is not a network interface name"),
+        ('interface-too-long', 'a:abcdefghijklmnop',
+         "'abcdefghijklmnop' is not a network interface name"),
+        ('slash-in-interface', 'a:ens/1', "'ens/1' is not a network"),
+        ('dot-dot', 'a:..', "'..' is not a network interface name"),
+        ('space-in-physnet', 'phys net:ens1', "physnet 'phys net' is not"),
+        ('physnet-too-long', 'p' * 65 + ':ens1', 'is not a physical network'),
+        ('pair-twice', 'a:ens1,a:ens1', 'a:ens1 is listed twice'),
+    )
+    def test_invalid_values_give_one_line_errors(self, text, problem):
+        """Ensures that each bad value says what is wrong, on one line."""
+        error = self.assertRaises(ValueError, conf.parse_physnet_interfaces,
+                                  text)
+        self.assertIn(problem, str(error))
+        self.assertNotIn('\n', str(error))
+
+    @hypothesis.settings(max_examples=300, deadline=None, derandomize=True)
+    @hypothesis.given(st.text(max_size=60))
+    def test_any_text_parses_or_raises_value_error(self, text):
+        """Ensures that arbitrary text gives a mapping or a ValueError."""
+        try:
+            mapping = conf.parse_physnet_interfaces(text)
+        except ValueError as error:
+            self.assertNotIn('\n', str(error))
+            return
+        for physnet, interfaces in mapping.items():
+            self.assertTrue(physnet and ':' not in physnet)
+            self.assertEqual(len(interfaces), len(set(interfaces)))
+            for interface in interfaces:
+                self.assertTrue(0 < len(interface) <= conf.MAX_IFNAME)
+                self.assertNotIn('/', interface)
+
+    def test_agent_check_names_the_option(self):
+        """Ensures that a bad value in a file is one line naming the option."""
+        path = os.path.join(self.useFixture(fixtures.TempDir()).path,
+                            'agent.conf')
+        with open(path, 'w') as f:
+            f.write('[numa_guard_agent]\nphysnet_interfaces = physnet1\n')
+        config = cfg.ConfigOpts()
+        conf.register_agent_opts(config)
+        config(args=['--config-file', path])
+        error = self.assertRaises(conf.ConfigError, conf.check, config,
+                                  'numa_guard_agent')
+        self.assertEqual("[numa_guard_agent] physnet_interfaces: 'physnet1' "
+                         "is not physnet:interface", str(error))

@@ -436,6 +436,47 @@ class CommandLineTest(AgentTestCase):
                       self.log.output)
 
 
+class PhysnetInterfacesTest(AgentTestCase):
+    """[numa_guard_agent] physnet_interfaces: the nodes of physnet NICs."""
+
+    def print_with(self, value):
+        conf = self.write_conf('[numa_guard_agent]\nphysnet_interfaces = '
+                               '%s\n' % value)
+        return self.print_once('--host', 'compute1', '--config-file', conf)
+
+    def test_payload_maps_each_physnet_to_its_nics_nodes(self):
+        """Ensures that the payload says which nodes a physnet's NICs use."""
+        self.assertEqual(0, self.print_with('physnet1:ens1f0,physnet1:ens1f1'))
+        data = self.printed()
+        self.assertEqual({'physnet1': [1]}, data['physnets'])
+        trusted = payload.verify(json.dumps(data), 'compute1', None, 30,
+                                 time.time(), full=True)
+        self.assertEqual({'physnet1': frozenset([1])}, trusted.physnets)
+        self.assertEqual([], self.warnings())
+
+    def test_no_option_no_physnets(self):
+        """Ensures that an agent without the option publishes none."""
+        self.assertEqual(0, self.print_once('--host', 'compute1'))
+        self.assertNotIn('physnets', self.printed())
+
+    def test_missing_interface_is_logged_and_left_out(self):
+        """Ensures that an interface that is not there is a warning only."""
+        self.assertEqual(0, self.print_with('physnet1:ens1f0,physnet2:ens9f9'))
+        self.assertEqual({'physnet1': [1]}, self.printed()['physnets'])
+        warnings = self.warnings()
+        self.assertEqual(1, len(warnings))
+        self.assertIn('class/net/ens9f9: physnet physnet2: no such network '
+                      'interface', warnings[0])
+
+    def test_bad_value_is_a_start_up_error_naming_the_option(self):
+        """Ensures that a malformed mapping exits 2 with one line."""
+        self.assertEqual(2, self.print_with('physnet1=ens1f0'))
+        error = self.stderr.getvalue()
+        self.assertEqual(1, len(error.splitlines()))
+        self.assertIn("[numa_guard_agent] physnet_interfaces: "
+                      "'physnet1=ens1f0' is not physnet:interface", error)
+
+
 class PublishTest(AgentTestCase):
     """Against a real memcached on 127.0.0.1."""
 
@@ -522,6 +563,16 @@ class PublishTest(AgentTestCase):
                           GUESTS_MB),
                          (trusted.free_mb, trusted.untouched_mb,
                           trusted.guests_mb))
+
+    def test_physnets_reach_the_cache_source(self):
+        """Ensures that the memory record carries the physnets' nodes."""
+        self.conf_file = self.publish_conf(
+            'physnet_interfaces = physnet1:ens1f0\n')
+        self.assertEqual(0, main.main(['--once', '--config-file',
+                                       self.conf_file, '--sysfs-root',
+                                       self.root]))
+        trusted = self.reader().live_data(['compute1']).hosts['compute1']
+        self.assertEqual({'physnet1': frozenset([1])}, trusted.physnets)
 
     def test_memcache_pool_backend_publishes(self):
         """Ensures [cache] backend oslo_cache.memcache_pool is served too.

@@ -352,3 +352,51 @@ class ReadHostTest(SysfsTestCase):
         exc = self.assertRaises(InputError, sysfs.read_host, self.root)
         self.assertIn('cannot list NUMA nodes', str(exc))
         self.assertEqual(1, len(str(exc).splitlines()))
+
+
+# Two dual-port NICs: 0000:81 on node 1, 0000:03 on node 0.
+TWO_NICS = fake_sysfs.SEED_DEVICES[:2] + [
+    {'address': '0000:03:00.0', 'numa_node': 0, 'class': '0x020000',
+     'vendor': '0x15b3', 'device': '0x1017'},
+    {'address': '0000:03:00.1', 'numa_node': 0, 'class': '0x020000',
+     'vendor': '0x15b3', 'device': '0x1017'}]
+TWO_NICS_NETS = dict(fake_sysfs.SEED_NETS, ens3f0='0000:03:00.0',
+                     ens3f1='0000:03:00.1')
+
+
+class InterfaceDevicesTest(SysfsTestCase):
+    """Which PCI devices carry a network interface."""
+
+    def setUp(self):
+        super().setUp()
+        fake_sysfs.write_tree(
+            self.root, fake_sysfs.seed_nodes(), TWO_NICS, TWO_NICS_NETS,
+            lowers={'bond0': ['ens1f0', 'ens3f0'],
+                    'bond0.100': ['bond0'],
+                    'br-int': []})
+
+    def test_a_nic_is_its_own_device(self):
+        """Ensures that a physical interface gives its PCI device."""
+        self.assertEqual(['0000:81:00.0'],
+                         sysfs.interface_devices(self.root, 'ens1f0'))
+
+    def test_a_bond_gives_the_devices_below_it(self):
+        """Ensures that a bond, and a VLAN on it, lead to both NICs."""
+        for ifname in ('bond0', 'bond0.100'):
+            self.assertEqual(['0000:03:00.0', '0000:81:00.0'],
+                             sysfs.interface_devices(self.root, ifname))
+
+    def test_unknown_interface_names_its_path(self):
+        """Ensures that a missing interface is a one-line InputError."""
+        error = self.assertRaises(InputError, sysfs.interface_devices,
+                                  self.root, 'ens9f9')
+        self.assertEqual(os.path.join(self.root, 'class', 'net', 'ens9f9'),
+                         error.source)
+        self.assertEqual('no such network interface', error.problem)
+
+    def test_virtual_interface_without_a_nic_below_is_refused(self):
+        """Ensures that a bridge with no NIC below it gives an error."""
+        for ifname in ('br-int', 'lo'):
+            error = self.assertRaises(InputError, sysfs.interface_devices,
+                                      self.root, ifname)
+            self.assertIn('no PCI device behind the interface', str(error))

@@ -15,6 +15,7 @@
 import copy
 import json
 
+import ddt
 import fixtures
 import hypothesis
 from hypothesis import strategies as st
@@ -621,3 +622,107 @@ class MemoryRecordTest(testcase.TestCase):
             for mb in trusted.untouched_mb.values():
                 self.assertIs(int, type(mb))
                 self.assertTrue(0 <= mb <= payload.MAX_NODE_MB)
+
+
+def with_physnets(key=None, physnets=None):
+    """A payload whose agent has [numa_guard_agent] physnet_interfaces."""
+    data = two_node_payload()
+    return payload.build(
+        'compute1', NOW - 5, data['nodes'], data['devices'], key=key,
+        physnets={'physnet1': [1], 'physnet2': [1, 0]}
+        if physnets is None else physnets)
+
+
+@ddt.ddt
+class PhysnetsTest(testcase.TestCase):
+    """The optional physnets field: physnet -> nodes of its NICs."""
+
+    def test_physnets_are_trusted_as_node_sets(self):
+        """Ensures that a payload's physnets come out as frozensets."""
+        trusted = payload.verify(raw(with_physnets()), 'compute1', None, 30,
+                                 NOW, full=True)
+        self.assertEqual({'physnet1': frozenset([1]),
+                          'physnet2': frozenset([0, 1])}, trusted.physnets)
+        self.assertEqual([0, 1], with_physnets()['physnets']['physnet2'])
+
+    def test_payload_without_physnets_says_none(self):
+        """Ensures that an agent without the option gives no physnets."""
+        data = two_node_payload()
+        self.assertNotIn('physnets', data)
+        trusted = payload.verify(raw(data), 'compute1', None, 30, NOW)
+        self.assertIsNone(trusted.physnets)
+
+    def test_record_keeps_the_physnets_and_signs_them(self):
+        """Ensures that the memory record carries the physnets, signed."""
+        host_key = payload.host_key(KEY, 'compute1')
+        record = payload.memory_record(with_physnets(), host_key)
+        self.assertEqual({'physnet1': [1], 'physnet2': [0, 1]},
+                         record['physnets'])
+        trusted = payload.verify(raw(record), 'compute1', host_key, 30, NOW,
+                                 max_bytes=payload.MAX_RECORD_BYTES)
+        self.assertEqual(frozenset([1]), trusted.physnets['physnet1'])
+        record['physnets']['physnet1'] = [0]
+        exc = self.assertRaises(payload.Untrusted, payload.verify,
+                                raw(record), 'compute1', host_key, 30, NOW)
+        self.assertEqual(payload.BAD_SIGNATURE, exc.code)
+
+    def test_empty_node_list_is_a_physnet_without_nodes(self):
+        """Ensures that NICs whose firmware gives no node are kept."""
+        trusted = payload.verify(raw(with_physnets(physnets={'p': []})),
+                                 'compute1', None, 30, NOW)
+        self.assertEqual({'p': frozenset()}, trusted.physnets)
+
+    @ddt.named_data(
+        ('not-an-object', ['physnet1'], payload.BAD_SCHEMA),
+        ('nodes-not-a-list', {'physnet1': 1}, payload.BAD_SCHEMA),
+        ('node-not-an-integer', {'physnet1': ['1']}, payload.BAD_SCHEMA),
+        ('node-a-float', {'physnet1': [1.0]}, payload.BAD_SCHEMA),
+        ('node-a-boolean', {'physnet1': [True]}, payload.BAD_SCHEMA),
+        ('empty-name', {'': [0]}, payload.BAD_SCHEMA),
+        ('name-too-long', {'p' * 65: [0]}, payload.BAD_SCHEMA),
+        ('negative-node', {'physnet1': [-1]}, payload.INSANE),
+        ('node-beyond-the-limit', {'physnet1': [payload.MAX_NODES]},
+         payload.INSANE),
+        ('node-listed-twice', {'physnet1': [1, 1]}, payload.INSANE),
+        ('too-many-physnets',
+         {'p%d' % i: [0] for i in range(payload.MAX_PHYSNETS + 1)},
+         payload.INSANE),
+    )
+    def test_bad_physnets_are_refused(self, physnets, code):
+        """Ensures that every malformed physnets field is refused."""
+        data = two_node_payload()
+        data['physnets'] = physnets
+        for value in (data, payload.memory_record(data)):
+            exc = self.assertRaises(payload.Untrusted, payload.verify,
+                                    raw(value), 'compute1', None, 30, NOW)
+            self.assertEqual(code, exc.code)
+            self.assertIn('physnet', str(exc))
+
+    @PROPERTY
+    @hypothesis.given(st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() |
+        st.text(max_size=70),
+        lambda children: st.lists(children, max_size=4) |
+        st.dictionaries(st.text(max_size=70), children, max_size=4),
+        max_leaves=20))
+    def test_any_json_physnets_never_raise_anything_else(self, value):
+        """Ensures any JSON in physnets is checked and never raises.
+
+        What passes maps names to sets of node ids in range.
+        """
+        data = two_node_payload()
+        data['physnets'] = value
+        try:
+            text = json.dumps(data).encode()
+        except ValueError:
+            return
+        try:
+            trusted = payload.verify(text, 'compute1', None, 30, NOW)
+        except payload.Untrusted as exc:
+            self.assertTrue(exc.code)
+            return
+        for name, nodes in trusted.physnets.items():
+            self.assertTrue(0 < len(name) <= payload.MAX_PHYSNET_NAME)
+            self.assertIsInstance(nodes, frozenset)
+            self.assertTrue(all(type(n) is int and 0 <= n < payload.MAX_NODES
+                                for n in nodes))

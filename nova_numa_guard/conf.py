@@ -26,7 +26,9 @@ numa_guard_group = cfg.OptGroup(
     title='NUMA guard options',
     help="""
 Options of the nova-numa-guard scheduler plugin: ``NUMACellFitFilter`` keeps
-guests without a NUMA topology inside one host NUMA cell.
+guests without a NUMA topology inside one host NUMA cell, and
+``NUMALocalityWeigher`` ranks hosts by how local the guest's devices and NICs
+would be to its memory.
 """)
 
 NON_NUMA_ESTIMATES = ('spread', 'worst_case', 'ignore')
@@ -477,6 +479,57 @@ Related options:
 * ``[numa_guard] max_data_age``
 * ``[numa_guard_agent] interval``
 """),
+    cfg.FloatOpt(
+        'locality_weight_multiplier',
+        default=1.0,
+        help="""
+Multiplier of the weight ``NUMALocalityWeigher`` gives a host.
+
+``NUMALocalityWeigher`` scores each host that passed the filters between 0
+and 1 by how local the guest would be there. For a guest that needs devices
+or NICs (a ``pci_passthrough:alias``, SR-IOV ports, networks on physnets or
+tunnels with NUMA affinity), the best host has a cell that can hold the
+guest's memory and vCPUs and also holds all its devices and NICs; partial
+locality scores in between, and devices only on cells that cannot hold the
+guest score low. For a guest that needs none, the best host has no cell with
+free devices or affined NICs, then a host where the guest fits a cell
+without them, so that the memory next to devices stays free for the guests
+that need it.
+
+Nova normalises the scores of each weigher over the candidate hosts to
+[0, 1] and adds them up, each times its multiplier. ``RAMWeigher``
+(``[filter_scheduler] ram_weight_multiplier``, default 1.0) favours the hosts
+with the most free memory, and ``PCIWeigher`` (``[filter_scheduler]
+pci_weight_multiplier``, default 1.0) the hosts with the fewest free PCI
+devices, whatever NUMA node they sit on. With all three at 1.0, locality
+outweighs neither alone: a host with local devices can lose to one with much
+more free memory. To make locality decide between hosts that differ in free
+memory, set this multiplier above the sum of the other two (e.g. 3.0); to
+make it only break ties, set it well below them (e.g. 0.1).
+
+It can be overridden per host aggregate with the aggregate metadata key
+``numa_locality_weight_multiplier`` (the smallest value wins when a host is
+in several).
+
+This setting only affects scheduling if
+``nova_numa_guard.scheduler.weights.all_weighers`` is in ``[filter_scheduler]
+weight_classes``.
+
+Possible values:
+
+* A positive number: prefer hosts where the guest's devices and NICs are
+  local to its cell, and keep guests that need none off device-local cells.
+* 0: ``NUMALocalityWeigher`` has no effect.
+* A negative number: the opposite (rarely useful).
+
+Related options:
+
+* ``[filter_scheduler] weight_classes``
+* ``[filter_scheduler] ram_weight_multiplier``
+* ``[filter_scheduler] pci_weight_multiplier``
+* ``[numa_guard] memory_source``
+* ``[numa_guard_agent] physnet_interfaces``
+"""),
 ]
 agent_group = cfg.OptGroup(
     'numa_guard_agent',
@@ -675,8 +728,13 @@ Related options:
 
 * ``[neutron_physnet_<name>] numa_nodes`` (nova, on the compute host): when
   set, nova's affinity is used instead.
+* ``[numa_guard] locality_weight_multiplier``
 """),
 ]
+
+
+# The float options that are not a number of seconds.
+_NOT_SECONDS = frozenset(('locality_weight_multiplier',))
 
 
 def check(conf, group, names=None):
@@ -706,8 +764,9 @@ def check(conf, group, names=None):
                     if opt.name == 'host_signing_key' else 'valid')
             raise ConfigError('[%s] %s: %s' % (group, opt.name, reason))
         if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError('[%s] %s = %s is not a number of seconds' %
-                              (group, opt.name, value))
+            raise ConfigError('[%s] %s = %s is not a %s' % (
+                group, opt.name, value, 'finite number'
+                if opt.name in _NOT_SECONDS else 'number of seconds'))
         values[opt.dest] = value
     return values
 

@@ -183,6 +183,87 @@ def free_mb(host, reserve=NO_RESERVE, estimate=ESTIMATE_SPREAD,
     return free
 
 
+def holding_cells(host, memory_mb, vcpus=0, reserve=NO_RESERVE,
+                  estimate=ESTIMATE_SPREAD, placed_mb=0):
+    """Per cell, whether it can hold a guest without a NUMA topology now.
+
+    A cell holds the guest when it can hold guests at all (shared CPUs and
+    small-page memory), is big enough (:func:`capacity_mb` and ``vcpus``
+    shared CPUs) and its estimated free memory (:func:`free_mb`) has room
+    for it, after ``placed_mb`` of earlier instances of the same request
+    charged to the roomiest cells first (:func:`level`).
+
+    :returns: list of bool, in the order of ``host.cells``.
+    """
+    if host.live is None and not placed_mb:
+        return _accounted_holding(host, memory_mb, vcpus, reserve, estimate,
+                                  None)
+    free = free_mb(host, reserve, estimate)
+    if placed_mb:
+        free = level(free, placed_mb, [c.holds_guests for c in host.cells])
+    return [mb >= memory_mb and len(c.cpus) >= vcpus and c.holds_guests and
+            capacity_mb(c, reserve) >= memory_mb
+            for c, mb in zip(host.cells, free)]
+
+
+def holding_idle(host, memory_mb, vcpus=0, reserve=NO_RESERVE,
+                 estimate=ESTIMATE_SPREAD, placed_mb=0, busy_nodes=()):
+    """Whether a cell holds the guest, and whether an idle one does.
+
+    A cell is *busy* when guests that need devices or NICs want its memory:
+    its node is in ``busy_nodes`` (free PCI devices, NICs the agent places
+    there) or nova affines physnets or tunnels to it; else it is idle. The
+    cells are those of :func:`holding_cells`, in one pass.
+
+    :param busy_nodes: a container of node ids.
+    :returns: ``(some cell holds, some idle cell holds, some cell is
+        busy)``.
+    """
+    if host.live is None and not placed_mb:
+        return _accounted_holding(host, memory_mb, vcpus, reserve, estimate,
+                                  busy_nodes)
+    holds = holding_cells(host, memory_mb, vcpus, reserve, estimate,
+                          placed_mb)
+    busy = [bool(c.physnets or c.tunneled or c.id in busy_nodes)
+            for c in host.cells]
+    return (any(holds), any(ok and not taken
+                            for ok, taken in zip(holds, busy)), any(busy))
+
+
+def _accounted_holding(host, memory_mb, vcpus, reserve, estimate,
+                       busy_nodes):
+    """:func:`holding_cells` on accounted data (``busy_nodes`` None), else
+    :func:`holding_idle`: what :func:`free_mb` computes, in one pass.
+    """
+    default, per_node = reserve
+    per_cell, per_mb = _non_numa_share(host, estimate)
+    ratio = host.ram_allocation_ratio
+    holds = [] if busy_nodes is None else None
+    held = idle = busy = False
+    for cell in host.cells:
+        small = cell.small_page_mb
+        cap = small - (per_node.get(cell.id, default) if per_node
+                       else default)
+        ok = False
+        if cap >= memory_mb and small > 0:
+            cpus = len(cell.cpus)
+            ok = (cpus > 0 and cpus >= vcpus and
+                  int(cap * ratio - cell.small_page_used_mb - per_cell -
+                      small * per_mb) >= memory_mb)
+        if holds is not None:
+            holds.append(ok)
+        elif cell.tunneled or cell.physnets or cell.id in busy_nodes:
+            busy = True
+            held = held or ok
+            if idle:
+                break
+        elif ok:
+            held = idle = True
+            if busy:
+                break
+    return holds if holds is not None else (held, idle, busy)
+
+
 def level(free, amount, eligible):
     """Charge ``amount`` to the roomiest eligible cells first.
 

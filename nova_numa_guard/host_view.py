@@ -49,13 +49,21 @@ class HostView:
         Nova lowers it for every instance of a multi-create it places on the
         host (and changes no cell for guests without a NUMA topology), so the
         drop tells how much this request already placed there.
+    :ivar live_host: :attr:`host` with the live memory the filter fetched
+        for the request (``topology.Host.live`` set), or None when it found
+        no trusted live data for the host (or did not run). The weigher
+        reads it, so that live data is fetched once per request.
+    :ivar agent_physnets: ``{physnet: frozenset(node ids)}`` from the same
+        trusted payload, or None.
     """
 
-    __slots__ = ('host', 'built_free_ram_mb')
+    __slots__ = ('host', 'built_free_ram_mb', 'live_host', 'agent_physnets')
 
     def __init__(self, host, built_free_ram_mb):
         self.host = host
         self.built_free_ram_mb = built_free_ram_mb
+        self.live_host = None
+        self.agent_physnets = None
 
     def placed_mb(self, host_state):
         """Memory placed on the host since the view was built."""
@@ -69,6 +77,21 @@ def get(host_state):
         view = HostView(host_from_state(host_state), host_state.free_ram_mb)
         setattr(host_state, _ATTR, view)
     return view
+
+
+def numa_placed_mb(view, host_state):
+    """``{cell: MB}`` nova placed on the cells since the view was built.
+
+    For NUMA guests nova updates the cells of the HostState as it places the
+    instances of a multi-create.
+    """
+    numa = host_state.numa_topology
+    if numa is None:
+        return {}
+    before = {cell.id: cell.numa_used_mb for cell in view.host.cells}
+    return {cell.id: cell.memory_usage - before[cell.id]
+            for cell in numa.cells
+            if cell.memory_usage > before.get(cell.id, cell.memory_usage)}
 
 
 def live_memory(view, trusted, reserved_host_mb):

@@ -55,8 +55,24 @@ def numa_topology(host):
     return objects.NUMATopology(cells=cells)
 
 
-def compute_node(host, memory_mb=None, vcpus=None):
-    """The ``objects.ComputeNode`` a libvirt compute would report."""
+def pci_pools(pools):
+    """The ``objects.PciDevicePoolList`` of pool dicts.
+
+    :param pools: dicts as nova's scheduler sees the pools
+        (``PciDeviceStats.pools``): ``vendor_id``, ``product_id``,
+        ``numa_node`` (may be None), ``count`` and any tags (``dev_type``,
+        ``physical_network``, ``address``...).
+    """
+    return objects.PciDevicePoolList(
+        objects=[objects.PciDevicePool.from_dict(dict(pool))
+                 for pool in pools or ()])
+
+
+def compute_node(host, memory_mb=None, vcpus=None, pools=None):
+    """The ``objects.ComputeNode`` a libvirt compute would report.
+
+    :param pools: PCI pool dicts (see :func:`pci_pools`).
+    """
     if memory_mb is None:
         memory_mb = sum(c.memory_mb for c in host.cells)
     if vcpus is None:
@@ -73,7 +89,7 @@ def compute_node(host, memory_mb=None, vcpus=None):
         local_gb=1000, local_gb_used=0, free_disk_gb=1000,
         disk_available_least=1000,
         numa_topology=numa,
-        pci_device_pools=objects.PciDevicePoolList(objects=[]),
+        pci_device_pools=pci_pools(pools),
         stats={}, metrics='[]',
         cpu_allocation_ratio=4.0,
         ram_allocation_ratio=host.ram_allocation_ratio,
@@ -92,7 +108,11 @@ def service(host_name):
 
 
 def host_state(host, node=None, **compute_kwargs):
-    """A ``HostState`` built by ``HostState.update()`` like HostManager."""
+    """A ``HostState`` built by ``HostState.update()`` like HostManager.
+
+    :param compute_kwargs: for :func:`compute_node` (``pools`` for PCI
+        pools).
+    """
     objects.register_all()
     state = host_manager.HostState(host.name, node or host.name, _CELL_UUID)
     state.update(compute_node(host, **compute_kwargs), service(host.name),

@@ -35,16 +35,22 @@ def host(cells, used_mb=512, ratio=1.0, name='host1'):
                          ram_allocation_ratio=ratio)
 
 
-def host_state(cells, used_mb=512, ratio=1.0, name='host1'):
-    return nova_hosts.host_state(host(cells, used_mb, ratio, name))
+def host_state(cells, used_mb=512, ratio=1.0, name='host1', pools=None):
+    """A HostState; ``pools``: PCI pool dicts as the scheduler sees them."""
+    return nova_hosts.host_state(host(cells, used_mb, ratio, name),
+                                 pools=pools)
 
 
 def request_spec(memory_mb, vcpus, extra_specs=None, numa_topology=None,
-                 hints=None):
+                 hints=None, pci_requests=(), physnets=(), tunneled=False):
+    """A RequestSpec; ``pci_requests``: InstancePCIRequest objects."""
     return objects.RequestSpec(
         flavor=objects.Flavor(memory_mb=memory_mb, vcpus=vcpus, root_gb=1,
                               ephemeral_gb=0, swap=0,
                               extra_specs=extra_specs or {}),
         numa_topology=numa_topology, instance_uuid=INSTANCE_UUID,
-        pci_requests=objects.InstancePCIRequests(requests=[]),
+        pci_requests=objects.InstancePCIRequests(
+            requests=list(pci_requests)),
+        network_metadata=objects.NetworkMetadata(
+            physnets=set(physnets), tunneled=tunneled),
         scheduler_hints=hints or {})

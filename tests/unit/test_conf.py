@@ -80,7 +80,8 @@ class ListOptsTest(testcase.TestCase):
         groups = dict((group.name, opts) for group, opts in conf.list_opts())
         names = [opt.name for opt in groups['numa_guard']]
         for name in ('memory_source', 'reserved_node_memory_mb', 'cpu_fit',
-                     'dry_run', 'non_numa_memory_estimate'):
+                     'dry_run', 'non_numa_memory_estimate',
+                     'locality_weight_multiplier'):
             self.assertIn(name, names)
         self.assertIn('physnet_interfaces',
                       [opt.name for opt in groups['numa_guard_agent']])
@@ -255,3 +256,29 @@ class PhysnetInterfacesTest(testcase.TestCase):
                                   'numa_guard_agent')
         self.assertEqual("[numa_guard_agent] physnet_interfaces: 'physnet1' "
                          "is not physnet:interface", str(error))
+
+
+class MultiplierTest(testcase.TestCase):
+
+    def test_non_finite_multiplier_stops_the_scheduler(self):
+        """Ensures that nan is refused at start, naming the option."""
+        config = cfg.ConfigOpts()
+        conf.register_opts(config)
+        config([])
+        config.set_override('locality_weight_multiplier', float('nan'),
+                            group='numa_guard')
+        # Registered groups share their options' state between ConfigOpts.
+        self.addCleanup(config.clear_override, 'locality_weight_multiplier',
+                        group='numa_guard')
+        error = self.assertRaises(conf.ConfigError, conf.check_scheduler,
+                                  config)
+        self.assertEqual('[numa_guard] locality_weight_multiplier = nan is '
+                         'not a finite number', str(error))
+
+    def test_help_says_how_it_combines_with_nova_weighers(self):
+        """Ensures that the help names the weighers it adds up with."""
+        opt = {o.name: o for o in conf.numa_guard_opts}[
+            'locality_weight_multiplier']
+        for text in ('RAMWeigher', 'PCIWeigher', 'Possible values:',
+                     'Related options:', 'numa_locality_weight_multiplier'):
+            self.assertIn(text, opt.help)

@@ -534,3 +534,40 @@ class JudgePropertyTest(testcase.TestCase):
                        {'placed': case['placed'] + placed}):
             self.assertFalse(fit.judge(**dict(case, **change)).passes,
                              change)
+
+
+class HoldingPropertyTest(testcase.TestCase):
+    """The weigher's question: which cells hold the guest now."""
+
+    @hypothesis.settings(max_examples=300, deadline=None, derandomize=True)
+    @hypothesis.given(hosts_and_requests(), st.integers(0, 100000),
+                      st.sets(st.integers(-1, 4), max_size=3))
+    def test_holding_follows_the_free_estimate(self, case, placed_mb,
+                                               busy_nodes):
+        """Ensures a cell holds the guest exactly by the filter's figures.
+
+        It can hold guests, is big enough (capacity and, with cpu_fit,
+        CPUs), and its free_mb() after the earlier instances (levelled on
+        the roomiest cells) has room. holding_idle() answers the same, for
+        all cells and for those not busy.
+        """
+        host, mem = case['host'], case['memory_mb']
+        vcpus = case['vcpus'] if case['cpu_fit'] else 0
+        reserve, estimate = case['reserve'], case['estimate']
+        free = fit.free_mb(host, reserve, estimate)
+        if placed_mb:
+            free = fit.level(free, placed_mb,
+                             [c.holds_guests for c in host.cells])
+        expected = [c.holds_guests and len(c.cpus) >= vcpus and
+                    fit.capacity_mb(c, reserve) >= mem and mb >= mem
+                    for c, mb in zip(host.cells, free)]
+        self.assertEqual(expected, fit.holding_cells(
+            host, mem, vcpus, reserve, estimate, placed_mb))
+        busy = [bool(c.physnets or c.tunneled or c.id in busy_nodes)
+                for c in host.cells]
+        held, idle, any_busy = fit.holding_idle(
+            host, mem, vcpus, reserve, estimate, placed_mb, busy_nodes)
+        self.assertEqual(any(expected), held)
+        self.assertEqual(any(ok and not b for ok, b in zip(expected, busy)),
+                         idle)
+        self.assertEqual(any(busy), any_busy)

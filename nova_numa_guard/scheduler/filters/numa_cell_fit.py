@@ -95,6 +95,9 @@ class NUMACellFitFilter(filters.BaseHostFilter):
             return
         request = request_view.of(spec_obj)
         if request is None:
+            if self._source.live and _needs_nics(spec_obj):
+                filter_obj_list = list(filter_obj_list)
+                self._attach_live(filter_obj_list)
             yield from filter_obj_list
             return
         host_states = list(filter_obj_list)
@@ -136,9 +139,30 @@ class NUMACellFitFilter(filters.BaseHostFilter):
                         type(self._source).__name__, exc_info=True)
             return source.LiveData()
 
+    def _attach_live(self, host_states):
+        """Leave the hosts' live data on their views, for the weigher.
+
+        For requests the filter passes untouched (hugepage guests) but whose
+        NIC locality ``NUMALocalityWeigher`` ranks from the agents' data.
+        """
+        live_data = self._live_data(host_states)
+        if not live_data.hosts:
+            return
+        host_view.bound_memo(host_states)
+        for host_state in host_states:
+            try:
+                self._with_live(host_view.get(host_state), live_data)
+            except Exception:
+                LOG.warning("NUMACellFitFilter could not read the live data "
+                            "of %(host)s, %(node)s",
+                            {'host': host_state.host,
+                             'node': host_state.nodename}, exc_info=True)
+
     def _judge(self, host_state, request, live_data):
         try:
             view = host_view.get(host_state)
+            if view.live_host is not None:
+                view.live_host = view.agent_physnets = None
             if self._reserve_unchecked:
                 self._check_reserve_nodes(view.host)
             host = view.host
@@ -181,6 +205,8 @@ class NUMACellFitFilter(filters.BaseHostFilter):
             with_live = host.with_live(host_view.live_memory(
                 view, trusted, self._reserved_host_mb))
             if with_live.live is not None:
+                view.live_host = with_live
+                view.agent_physnets = trusted.physnets
                 return with_live, None
             reason = 'its nodes %s do not cover the cells %s nova has' % (
                 sorted(trusted.free_mb), [c.id for c in host.cells])
@@ -216,7 +242,7 @@ class NUMACellFitFilter(filters.BaseHostFilter):
     def _judge_bound(self, view, host, host_state, request):
         placed = None
         if view.placed_mb(host_state) > 0:
-            placed = _numa_placed_mb(view, host_state)
+            placed = host_view.numa_placed_mb(view, host_state)
         free = fit.bound_free_mb(host, self._reserve, self._estimate, placed)
         verdict = fit.judge_bound(host, request.cells, free)
         if verdict is not None:
@@ -294,19 +320,12 @@ def _hosts(count):
     return '1 host' if count == 1 else '%d hosts' % count
 
 
-def _numa_placed_mb(view, host_state):
-    """``{cell: MB}`` nova placed on the cells since the view was built.
-
-    For NUMA guests nova updates the cells of the HostState as it places the
-    instances of a multi-create.
-    """
-    numa = host_state.numa_topology
-    if numa is None:
-        return {}
-    before = {cell.id: cell.numa_used_mb for cell in view.host.cells}
-    return {cell.id: cell.memory_usage - before[cell.id]
-            for cell in numa.cells
-            if cell.memory_usage > before.get(cell.id, cell.memory_usage)}
+def _needs_nics(spec_obj):
+    """Whether the request asks for networks on physnets."""
+    if 'network_metadata' not in spec_obj or not spec_obj.network_metadata:
+        return False
+    network = spec_obj.network_metadata
+    return 'physnets' in network and bool(network.physnets)
 
 
 def _cells_arg(host_state, reserve):

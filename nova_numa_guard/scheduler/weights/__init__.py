@@ -1,0 +1,23 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Scheduler weighers of nova-numa-guard."""
+
+
+def all_weighers():
+    """Return the weigher classes of this plugin.
+
+    Like ``nova.scheduler.weights.all_weighers``, for nova's
+    ``[filter_scheduler] weight_classes`` option.
+    """
+    from nova_numa_guard.scheduler.weights import numa_locality
+    return [numa_locality.NUMALocalityWeigher]

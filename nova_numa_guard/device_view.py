@@ -163,7 +163,7 @@ class Request:
         """
         keys = self._keys
         try:
-            key = tuple([pool.get(k) for k in keys])
+            key = tuple(map(pool.get, keys))
             served = self._served.get(key)
         except TypeError:  # an unhashable tag value: match every time
             key = served = None

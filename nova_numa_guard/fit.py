@@ -213,7 +213,8 @@ def holding_idle(host, memory_mb, vcpus=0, reserve=NO_RESERVE,
     A cell is *busy* when guests that need devices or NICs want its memory:
     its node is in ``busy_nodes`` (free PCI devices, NICs the agent places
     there) or nova affines physnets or tunnels to it; else it is idle. The
-    cells are those of :func:`holding_cells`, in one pass.
+    cells are those of :func:`holding_cells`; on accounted data, in one
+    pass that stops once both answers and a busy cell are known.
 
     :param busy_nodes: a container of node ids.
     :returns: ``(some cell holds, some idle cell holds, some cell is
@@ -232,8 +233,8 @@ def holding_idle(host, memory_mb, vcpus=0, reserve=NO_RESERVE,
 
 def _accounted_holding(host, memory_mb, vcpus, reserve, estimate,
                        busy_nodes):
-    """:func:`holding_cells` on accounted data (``busy_nodes`` None), else
-    :func:`holding_idle`: what :func:`free_mb` computes, in one pass.
+    """:func:`holding_cells` (``busy_nodes`` None) or :func:`holding_idle`
+    on accounted data: what :func:`free_mb` computes, cell by cell.
     """
     default, per_node = reserve
     per_cell, per_mb = _non_numa_share(host, estimate)
@@ -242,19 +243,18 @@ def _accounted_holding(host, memory_mb, vcpus, reserve, estimate,
     held = idle = busy = False
     for cell in host.cells:
         small = cell.small_page_mb
-        cap = small - (per_node.get(cell.id, default) if per_node
-                       else default)
-        ok = False
-        if cap >= memory_mb and small > 0:
-            cpus = len(cell.cpus)
-            ok = (cpus > 0 and cpus >= vcpus and
-                  int(cap * ratio - cell.small_page_used_mb - per_cell -
-                      small * per_mb) >= memory_mb)
+        cap = small - per_node.get(cell.id, default) if per_node else \
+            small - default
+        ok = (cap >= memory_mb and small > 0 and
+              int(cap * ratio - cell.small_page_used_mb - per_cell -
+                  small * per_mb) >= memory_mb and
+              0 < len(cell.cpus) >= vcpus)
         if holds is not None:
             holds.append(ok)
         elif cell.tunneled or cell.physnets or cell.id in busy_nodes:
             busy = True
-            held = held or ok
+            if ok:
+                held = True
             if idle:
                 break
         elif ok:

@@ -79,6 +79,11 @@ def get(host_state):
     return view
 
 
+def built(host_state):
+    """Whether the view of ``host_state`` was built in this request."""
+    return _ATTR in host_state.__dict__
+
+
 def numa_placed_mb(view, host_state):
     """``{cell: MB}`` nova placed on the cells since the view was built.
 

@@ -57,6 +57,10 @@ class NUMACellFitFilter(filters.BaseHostFilter):
     trusted live data are handled per ``[numa_guard] on_missing_live_data``.
     Hosts with no NUMA topology or a single cell pass. Bad or missing data
     never raises: it is logged and the host passes.
+
+    The live data fetched for a request is left on each host's view
+    (``HostView.live_host``, ``agent_physnets``) for
+    ``NUMALocalityWeigher``, which fetches nothing itself.
     """
 
     RUN_ON_REBUILD = False
@@ -95,9 +99,9 @@ class NUMACellFitFilter(filters.BaseHostFilter):
             return
         request = request_view.of(spec_obj)
         if request is None:
-            if self._source.live and _needs_nics(spec_obj):
+            if self._source.live:
                 filter_obj_list = list(filter_obj_list)
-                self._attach_live(filter_obj_list)
+                self._attach_live(filter_obj_list, spec_obj)
             yield from filter_obj_list
             return
         host_states = list(filter_obj_list)
@@ -139,24 +143,25 @@ class NUMACellFitFilter(filters.BaseHostFilter):
                         type(self._source).__name__, exc_info=True)
             return source.LiveData()
 
-    def _attach_live(self, host_states):
+    def _attach_live(self, host_states, spec_obj):
         """Leave the hosts' live data on their views, for the weigher.
 
-        For requests the filter passes untouched (hugepage guests) but whose
-        NIC locality ``NUMALocalityWeigher`` ranks from the agents' data.
+        For requests the filter passes untouched (hugepage guests) whose
+        physnets' NIC locality ``NUMALocalityWeigher`` ranks from the
+        agents' data; never raises.
         """
-        live_data = self._live_data(host_states)
-        if not live_data.hosts:
-            return
-        host_view.bound_memo(host_states)
-        for host_state in host_states:
-            try:
+        try:
+            if not _needs_nics(spec_obj):
+                return
+            live_data = self._live_data(host_states)
+            if not live_data.hosts:
+                return
+            host_view.bound_memo(host_states)
+            for host_state in host_states:
                 self._with_live(host_view.get(host_state), live_data)
-            except Exception:
-                LOG.warning("NUMACellFitFilter could not read the live data "
-                            "of %(host)s, %(node)s",
-                            {'host': host_state.host,
-                             'node': host_state.nodename}, exc_info=True)
+        except Exception:
+            LOG.warning("NUMACellFitFilter could not leave the live data of "
+                        "the hosts for the weigher", exc_info=True)
 
     def _judge(self, host_state, request, live_data):
         try:

@@ -73,25 +73,30 @@ class NUMALocalityWeigher(weights.BaseHostWeigher):
         (by :meth:`weigh_objects`, which nova calls first): reading an option
         costs more than weighing a host.
         """
-        if not host_state.aggregates:
+        try:
+            if not host_state.aggregates:
+                return self._multiplier
+            return utils.get_weight_multiplier(host_state, MULTIPLIER_KEY,
+                                               self._multiplier)
+        except Exception:
             return self._multiplier
-        return utils.get_weight_multiplier(host_state, MULTIPLIER_KEY,
-                                           self._multiplier)
 
     def weigh_objects(self, weighed_obj_list, weight_properties):
         """Weigh every host, reading the request once."""
-        self._multiplier = CONF.numa_guard.locality_weight_multiplier
         try:
+            self._multiplier = CONF.numa_guard.locality_weight_multiplier
             request = device_view.Request(weight_properties, self._cpu_fit)
+            host_states = [weighed.obj for weighed in weighed_obj_list]
+            if host_states and not host_view.built(host_states[0]):
+                # NUMACellFitFilter did not run: the views are built (and
+                # their cells memoised) here, so the memo is bounded here.
+                host_view.bound_memo(host_states)
         except Exception:
             LOG.warning("NUMALocalityWeigher could not read the request; "
                         "weighing every host 0",
                         instance_uuid=_uuid(weight_properties),
                         exc_info=True)
             return [0.0] * len(weighed_obj_list)
-        host_states = [weighed.obj for weighed in weighed_obj_list]
-        # Views the filter did not build are built (and memoised) here.
-        host_view.bound_memo(host_states)
         weigh = self._weigh
         return [weigh(host_state, request) for host_state in host_states]
 

@@ -468,6 +468,23 @@ class LiveDataTest(WeigherTestCase):
         view = host_view.get(hosts[0])
         self.assertEqual({'physnet2': frozenset([1])}, view.agent_physnets)
 
+    def test_memo_is_bounded_by_whoever_builds_the_views(self):
+        """Ensures the weigher bounds the cells memo only without the filter.
+
+        After NUMACellFitFilter the views exist and the filter bounded the
+        memo over every host it judged; the weigher, which sees only the
+        hosts that passed, must not prune it again.
+        """
+        hosts = self.hosts('vfs-on-free-node0', 'two-node-64g')
+        with mock.patch.object(host_view, 'bound_memo',
+                               autospec=True) as bound:
+            self.raw(hosts, REQUESTS['plain']())
+        bound.assert_called_once_with(hosts)
+        with mock.patch.object(host_view, 'bound_memo',
+                               autospec=True) as bound:
+            self.raw(hosts, REQUESTS['plain']())
+        bound.assert_not_called()
+
     def test_without_the_filter_the_estimate_is_accounted(self):
         """Ensures the weigher alone builds the view and fetches nothing."""
         hosts = self.hosts('vfs-on-free-node0')

@@ -102,10 +102,10 @@ kilobytes per host.
 
 The scheduler checks only what it uses (:func:`verify`): the schema version,
 the host, the timestamp, the node ids, the memory figures and the physnets'
-nodes. ``cpus``,
-``distances``, ``hugepages`` and ``devices`` may be absent; when present they
-must have the right container types, and their elements are checked only
-with ``full=True`` (the agent checks its own payload that way).
+nodes. ``cpus``, ``distances``, ``hugepages`` and ``devices`` may be absent;
+when present they must have the right container types, and their elements
+are checked only with ``full=True`` (the agent checks its own payload that
+way).
 
 Nothing here imports nova or reads configuration.
 """

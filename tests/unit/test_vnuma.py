@@ -29,6 +29,7 @@ from nova_numa_guard import nova_hosts
 from nova_numa_guard import topology
 from nova_numa_guard import vnuma
 from nova_numa_guard.vnuma import planner
+from tests import examples
 
 from tests import testcase
 
@@ -42,7 +43,7 @@ def cpus(first, count):
 
 
 def seed_cells():
-    return capabilities.load(os.path.join(DATA, 'seed-capabilities.xml'))
+    return capabilities.load(examples.TWO_NODE_XML)
 
 
 HOSTS = {

@@ -24,12 +24,13 @@ import yaml
 from nova_numa_guard.cli import app
 from nova_numa_guard.cli import flavor_specs
 from nova_numa_guard.inputs import InputError
+from tests import examples
 
 from tests import testcase
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'data')
-SEED_XML = os.path.join(DATA, 'seed-capabilities.xml')
-SEED_NUMASTAT = os.path.join(DATA, 'seed-numastat.txt')
+SEED_XML = examples.TWO_NODE_XML
+SEED_NUMASTAT = examples.TWO_NODE_NUMASTAT
 FLAVORS = os.path.join(DATA, 'flavors.json')
 SYM2 = {'hw:numa_nodes': '2', 'hw:cpu_sockets': '2'}
 

@@ -113,7 +113,7 @@ def build_hosts(count, seed=0):
         pools = DEVICES[(i // 7) % len(DEVICES)](ncells)
         hosts.append(nova_hosts.host_state(
             topology.Host('host%05d' % i, cells, used_mb=used_mb),
-            pools=pools))
+            pools=[objects.PciDevicePool.from_dict(pool) for pool in pools]))
     return hosts
 
 

@@ -2,7 +2,7 @@
 # Run tox from a private virtualenv (.tox-venv), creating it on first use:
 # a fresh machine may have no tox, and distributions that mark their Python
 # as externally managed (PEP 668) refuse "pip install" outside a venv.
-# Usage: tools/tox.sh -e demo
+# Usage: tools/tox.sh -e simulate
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -56,7 +56,9 @@ class NovaNumaGuardApp(app.App):
     def __init__(self, **kwargs):
         super().__init__(
             description='NUMA tools for OpenStack Nova operators: plan vNUMA '
-                        'flavor extra specs from a host\'s topology.',
+                        'flavor extra specs from a host\'s topology, and '
+                        'simulate where flavors land with and without '
+                        'NUMACellFitFilter.',
             version=_version(),
             command_manager=CommandManager('nova_numa_guard.cli'),
             deferred_help=True,

@@ -14,7 +14,6 @@
 
 import json
 import logging
-import re
 import shlex
 
 from cliff.formatters import base as formatters
@@ -22,6 +21,7 @@ from cliff import show
 
 from nova_numa_guard import inputs
 from nova_numa_guard.inputs import capabilities
+from nova_numa_guard.inputs import flavors as flavor_inputs
 from nova_numa_guard.inputs import InputError
 from nova_numa_guard.inputs import numastat
 from nova_numa_guard.inputs import sysfs
@@ -31,12 +31,7 @@ from nova_numa_guard import vnuma
 LOG = logging.getLogger(__name__)
 
 # The columns of ``openstack flavor list --long -f json``.
-FLAVOR_FIELDS = ('ID', 'Name', 'RAM', 'Disk', 'Ephemeral', 'VCPUs',
-                 'Is Public', 'Swap', 'RXTX Factor', 'Properties',
-                 'Description')
-# One property of the Properties column as older openstackclients print
-# it: key='value', key2='value2'.
-_PROPERTY = re.compile(r"([^\s=,']+)='([^']*)'")
+FLAVOR_FIELDS = flavor_inputs.LIST_FIELDS
 
 BATCH_COLUMNS = ('Flavor', 'VCPUs', 'RAM', 'Nodes', 'Extra Specs', 'Command')
 # Bounds of every number the command takes, checked before anything is
@@ -331,7 +326,7 @@ def load_flavors(path):
         properties = item.get('Properties') or {}
         if isinstance(properties, str):
             # key='value', key2='value2' (older openstackclients).
-            properties = dict(_PROPERTY.findall(properties))
+            properties = flavor_inputs.parse_properties(properties)
         elif not isinstance(properties, dict):
             raise InputError(path, 'flavor %s: Properties must be an object '
                              'or a string' % name)

@@ -37,8 +37,10 @@ def host(cells, used_mb=512, ratio=1.0, name='host1'):
 
 def host_state(cells, used_mb=512, ratio=1.0, name='host1', pools=None):
     """A HostState; ``pools``: PCI pool dicts as the scheduler sees them."""
-    return nova_hosts.host_state(host(cells, used_mb, ratio, name),
-                                 pools=pools)
+    return nova_hosts.host_state(
+        host(cells, used_mb, ratio, name),
+        pools=[objects.PciDevicePool.from_dict(dict(pool))
+               for pool in pools or ()])
 
 
 def request_spec(memory_mb, vcpus, extra_specs=None, numa_topology=None,

@@ -14,6 +14,8 @@
 
 import itertools
 import os
+import subprocess
+import sys
 from unittest import mock
 
 import hypothesis
@@ -26,6 +28,8 @@ from nova_numa_guard.inputs import capabilities
 from nova_numa_guard import nova_hosts
 from nova_numa_guard import topology
 from nova_numa_guard import vnuma
+from nova_numa_guard.vnuma import planner
+from tests import examples
 
 from tests import testcase
 
@@ -39,7 +43,7 @@ def cpus(first, count):
 
 
 def seed_cells():
-    return capabilities.load(os.path.join(DATA, 'seed-capabilities.xml'))
+    return capabilities.load(examples.TWO_NODE_XML)
 
 
 HOSTS = {
@@ -313,12 +317,12 @@ class NovaCheckTest(testcase.TestCase):
         With capacities twice the real cells, the planner would put 100000
         MiB on one 64 GB cell: nova's numa_fit_instance_to_host refuses it.
         """
-        real = vnuma._Layout.capacity_mb
+        real = planner.Layout.capacity_mb
 
         def doubled(layout, cell):
             return 2 * real(layout, cell)
 
-        with mock.patch.object(vnuma._Layout, 'capacity_mb', new=doubled):
+        with mock.patch.object(planner.Layout, 'capacity_mb', new=doubled):
             e = self.assertRaises(vnuma.PlanError, vnuma.plan, 12, 100000,
                                   HOSTS['seed'])
         self.assertEqual('nova cannot fit the guest nodes 12 vCPUs/100000 '
@@ -327,7 +331,7 @@ class NovaCheckTest(testcase.TestCase):
 
     def test_specs_nova_rejects_are_an_error(self):
         """Ensures specs nova's numa_get_constraints raises on are refused."""
-        with mock.patch.object(vnuma, '_cpu_range', autospec=True,
+        with mock.patch.object(planner, 'cpu_range', autospec=True,
                                return_value='0'):
             e = self.assertRaises(vnuma.PlanError, vnuma.plan, 9, 100000,
                                   HOSTS['seed'])
@@ -339,14 +343,14 @@ class NovaCheckTest(testcase.TestCase):
         The first node's CPU range loses its last vCPU to the second: nova
         accepts the specs but reads nodes of other sizes than planned.
         """
-        real = vnuma._cpu_range
+        real = planner.cpu_range
 
         def shifted(first, count):
             if first == 0:
                 return real(first, count - 1)
             return real(first - 1, count + 1)
 
-        with mock.patch.object(vnuma, '_cpu_range', autospec=True,
+        with mock.patch.object(planner, 'cpu_range', autospec=True,
                                side_effect=shifted):
             e = self.assertRaises(vnuma.PlanError, vnuma.plan, 9, 100000,
                                   HOSTS['seed'])
@@ -645,3 +649,24 @@ class PageSizePropertyTest(testcase.TestCase):
                                       plan.host_cells):
             self.assertTrue(node_fits(by_id[cell_id], page_size, count, mb,
                                       headroom), plan)
+
+
+class PlannerShapeTest(testcase.TestCase):
+
+    def test_offers_name_what_a_cell_offers(self):
+        """Ensures the planner's offers name the cell, CPUs and capacity."""
+        layout = planner.Layout(HOSTS['unequal_memory'], 10, None)
+        first = layout.offers[0]
+        self.assertEqual((1, 16, 88473), (first.cell.id, first.cpus,
+                                          first.capacity_mb))
+        self.assertEqual([1, 0], [o.cell.id for o in layout.offers])
+
+    def test_planner_and_page_sizes_import_no_nova(self):
+        """Ensures the pure planner and page sizes work without nova."""
+        code = ('import sys\n'
+                'import nova_numa_guard.vnuma.pages\n'
+                'import nova_numa_guard.vnuma.planner\n'
+                'print(sorted(m for m in sys.modules\n'
+                '             if m.split(".")[0] == "nova"))\n')
+        out = subprocess.check_output([sys.executable, '-c', code])
+        self.assertEqual('[]', out.decode().strip())

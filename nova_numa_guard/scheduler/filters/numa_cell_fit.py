@@ -24,6 +24,8 @@ from nova_numa_guard import host_view
 from nova_numa_guard import live
 from nova_numa_guard.live import source
 from nova_numa_guard import request_view
+from nova_numa_guard import topology
+from nova_numa_guard import vnuma
 
 LOG = log.getLogger(__name__)
 CONF = nova.conf.CONF
@@ -65,7 +67,14 @@ class NUMACellFitFilter(filters.BaseHostFilter):
 
     RUN_ON_REBUILD = False
 
-    def __init__(self):
+    def __init__(self, memory_source=None):
+        """Read ``[numa_guard]`` and load the memory source.
+
+        :param memory_source: a :class:`nova_numa_guard.live.source.
+            MemorySource` to use instead of the one ``[numa_guard]
+            memory_source`` names (the simulator's in-process live data);
+            nova itself passes nothing.
+        """
         super().__init__()
         # Read everything once: a bad value stops the scheduler at start,
         # in one line that names the option.
@@ -76,7 +85,8 @@ class NUMACellFitFilter(filters.BaseHostFilter):
         self._estimate = opts['non_numa_memory_estimate']
         self._on_missing = opts['on_missing_live_data']
         self._reserved_host_mb = CONF.reserved_host_memory_mb
-        self._source = live.load(opts['memory_source'])
+        self._source = (live.load(opts['memory_source'])
+                        if memory_source is None else memory_source)
         if self._source.live and not opts['payload_signing_key']:
             LOG.warning("NUMACellFitFilter trusts unsigned live memory data "
                         "(memory_source = %s): whoever can write to it "
@@ -282,6 +292,8 @@ class NUMACellFitFilter(filters.BaseHostFilter):
         :param best: ``{verdict kind: (host_state, verdict)}``, the rejection
             of each kind with the largest ``best_mb``.
         """
+        if not LOG.isEnabledFor(logging.INFO):
+            return
         if fit.USAGE in best and request.cells is not None:
             host_state, verdict = best[fit.USAGE]
             why = ('the most free memory of a cell is %d MB (%s); free '
@@ -295,13 +307,19 @@ class NUMACellFitFilter(filters.BaseHostFilter):
                    'a vNUMA topology' % (verdict.best_mb, host_state.host))
         elif fit.STATIC in best:
             host_state, verdict = best[fit.STATIC]
+            cells = _guest_cells(host_state, self._reserve)
+            command = ('nova-numa-guard flavor-specs --vcpus %d --ram %d '
+                       '--cells %s' % (request.vcpus, request.memory_mb,
+                                       ','.join('%d:%d' % (
+                                           len(c.cpus), c.memory_mb)
+                                           for c in cells)))
+            specs = _planned(request, cells)
             why = ('largest cell on %s is %d MB with %d CPUs (%s); '
-                   'give the flavor a vNUMA topology: nova-numa-guard '
-                   'flavor-specs --vcpus %d --ram %d --cells %s' % (
+                   'give the flavor a vNUMA topology: %s' % (
                        'any host' if rejected == total else 'those hosts',
                        verdict.best_mb, verdict.best_cpus, host_state.host,
-                       request.vcpus, request.memory_mb,
-                       _cells_arg(host_state, self._reserve)))
+                       '%s (planned by %s)' % (specs, command) if specs
+                       else command))
         else:
             why = ('no host has trusted live memory data and [numa_guard] '
                    'on_missing_live_data = reject; check '
@@ -333,11 +351,36 @@ def _needs_nics(spec_obj):
     return 'physnets' in network and bool(network.physnets)
 
 
-def _cells_arg(host_state, reserve):
-    """The host's cells as ``--cells CPUS:MB,...`` for the vNUMA helper.
+def _planned(request, cells):
+    """The specs the vNUMA helper plans for the request on ``cells``, or ''.
 
-    MB is what the filter lets a guest use: small pages less the reserve.
+    Only on the summary path, once per request that lost every host: the
+    planner checks its plan with nova (a few milliseconds). Never raises.
     """
-    cells = host_view.get(host_state).host.cells
-    return ','.join('%d:%d' % (len(c.cpus), fit.capacity_mb(c, reserve))
-                    for c in cells if c.holds_guests)
+    try:
+        plan = vnuma.plan(request.vcpus, request.memory_mb, cells)
+    except Exception:
+        # PlanError: no layout holds the guest; anything else: a log line
+        # must not fail the request.
+        return ''
+    return vnuma.specs_text(plan.extra_specs)
+
+
+def _guest_cells(host_state, reserve):
+    """The host's cells that hold guests, as ``--cells`` gives them.
+
+    CPUs and the memory the filter lets a guest use (small pages less the
+    reserve), numbered from 0 with CPUs numbered on from the previous cell,
+    as the vNUMA helper reads ``--cells CPUS:MB,...``.
+    """
+    cells = []
+    first_cpu = 0
+    for cell in host_view.get(host_state).host.cells:
+        if not cell.holds_guests:
+            continue
+        count = len(cell.cpus)
+        cells.append(topology.Cell(
+            len(cells), frozenset(range(first_cpu, first_cpu + count)),
+            fit.capacity_mb(cell, reserve)))
+        first_cpu += count
+    return cells

@@ -12,11 +12,9 @@
 
 """Tests of ``nova-numa-guard flavor-specs``, run in-process."""
 
-import io
 import json
 import os
 
-import fixtures
 import hypothesis
 from hypothesis import strategies as st
 import yaml
@@ -24,54 +22,17 @@ import yaml
 from nova_numa_guard.cli import app
 from nova_numa_guard.cli import flavor_specs
 from nova_numa_guard.inputs import InputError
-
-from tests import testcase
+from tests import examples
+from tests.unit.cli import base
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'data')
-SEED_XML = os.path.join(DATA, 'seed-capabilities.xml')
-SEED_NUMASTAT = os.path.join(DATA, 'seed-numastat.txt')
+SEED_XML = examples.TWO_NODE_XML
+SEED_NUMASTAT = examples.TWO_NODE_NUMASTAT
 FLAVORS = os.path.join(DATA, 'flavors.json')
 SYM2 = {'hw:numa_nodes': '2', 'hw:cpu_sockets': '2'}
 
 
-class CLITestCase(testcase.TestCase):
-
-    def setUp(self):
-        super().setUp()
-        self.tmp = self.useFixture(fixtures.TempDir()).path
-        # argparse writes usage errors and --help to sys.stdout/stderr.
-        self.sys_stdout = io.StringIO()
-        self.sys_stderr = io.StringIO()
-        self.useFixture(fixtures.MonkeyPatch('sys.stdout', self.sys_stdout))
-        self.useFixture(fixtures.MonkeyPatch('sys.stderr', self.sys_stderr))
-
-    def run_cli(self, *argv):
-        """Run the app; returns (exit code, stdout, stderr)."""
-        stdout, stderr = io.StringIO(), io.StringIO()
-        cli = app.NovaNumaGuardApp(stdout=stdout, stderr=stderr)
-        try:
-            code = cli.run(list(argv))
-        except SystemExit as e:
-            code = e.code
-        return (code, stdout.getvalue() + self.sys_stdout.getvalue(),
-                stderr.getvalue() + self.sys_stderr.getvalue())
-
-    def write(self, name, text):
-        path = os.path.join(self.tmp, name)
-        with open(path, 'w') as f:
-            f.write(text)
-        return path
-
-    def assert_one_line_error(self, code, out, err, expected):
-        """Exit 1, nothing on stdout, one line on stderr that starts so."""
-        self.assertEqual(1, code)
-        self.assertEqual('', out)
-        self.assertTrue(err.startswith(expected), err)
-        self.assertTrue(err.endswith('\n'), err)
-        self.assertEqual(1, err.count('\n'), err)
-
-
-class FlavorSpecsTest(CLITestCase):
+class FlavorSpecsTest(base.CLITestCase):
 
     def test_json_is_one_object_of_strings(self):
         """Ensures -f json prints exactly one JSON object of str values."""
@@ -287,7 +248,7 @@ class FlavorSpecsTest(CLITestCase):
                                          'node') + ': cannot list NUMA nodes')
 
 
-class FlavorsBatchTest(CLITestCase):
+class FlavorsBatchTest(base.CLITestCase):
 
     def test_value_prints_flavor_set_commands(self):
         """Ensures -f value prints one openstack flavor set line per plan.
@@ -442,7 +403,7 @@ JSON_VALUES = st.recursive(
     max_leaves=12)
 
 
-class InputPropertyTest(CLITestCase):
+class InputPropertyTest(base.CLITestCase):
 
     @PROPERTY
     @hypothesis.given(st.text(max_size=40))

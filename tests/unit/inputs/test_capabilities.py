@@ -21,11 +21,12 @@ from hypothesis import strategies as st
 
 from nova_numa_guard.inputs import capabilities
 from nova_numa_guard.inputs import InputError
+from tests import examples
 
 from tests import testcase
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'data')
-SEED = os.path.join(DATA, 'seed-capabilities.xml')
+SEED = examples.TWO_NODE_XML
 HUGEPAGES = os.path.join(DATA, 'capabilities-hugepages.xml')
 
 with open(SEED, 'rb') as f:
@@ -56,7 +57,7 @@ class SeedCapabilitiesTest(testcase.TestCase):
         """Ensures the seed's XML gives 2 cells of 12 CPUs and its memory."""
         host = capabilities.load(SEED)
 
-        self.assertEqual('seed-capabilities', host.name)
+        self.assertEqual('two-node-64g-capabilities', host.name)
         self.assertEqual([0, 1], [c.id for c in host.cells])
         # 65872056 KiB and 66058400 KiB, in MiB as nova keeps them.
         self.assertEqual([64328, 64510], [c.memory_mb for c in host.cells])

@@ -19,11 +19,12 @@ from hypothesis import strategies as st
 
 from nova_numa_guard.inputs import InputError
 from nova_numa_guard.inputs import numastat
+from tests import examples
 
 from tests import testcase
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'data')
-SEED = os.path.join(DATA, 'seed-numastat.txt')
+SEED = examples.TWO_NODE_NUMASTAT
 
 with open(SEED) as f:
     SEED_TEXT = f.read()

@@ -23,6 +23,7 @@ from nova_numa_guard.inputs import InputError
 from nova_numa_guard.inputs import numastat
 from nova_numa_guard.inputs import sysfs
 from nova_numa_guard.live import payload
+from tests import examples
 from tests import fake_sysfs
 from tests import testcase
 
@@ -65,9 +66,8 @@ class SeedTreeTest(SysfsTestCase):
         from_sysfs = {n.id: n.available_mb
                       for n in sysfs.read_nodes(self.root)}
         self.assertEqual(2, calls.mock.call_count)
-        from_numastat = numastat.load(os.path.join(
-            os.path.dirname(os.path.dirname(__file__)), 'data',
-            'seed-numastat.txt')).available_mb()
+        from_numastat = numastat.load(
+            examples.TWO_NODE_NUMASTAT).available_mb()
         self.assertEqual(4, calls.mock.call_count)
         self.assertEqual(from_numastat, from_sysfs)
 

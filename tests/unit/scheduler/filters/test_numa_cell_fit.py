@@ -10,6 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
+import logging
 from unittest import mock
 
 import fixtures
@@ -188,8 +189,45 @@ class NUMACellFitFilterTest(test.NoDBTestCase):
             'NUMACellFitFilter removed all 2 hosts: the flavor needs 70000 MB '
             'and 4 vCPUs in one NUMA cell; largest cell on any host is 64510 '
             'MB with 12 CPUs (seed); give the flavor a vNUMA topology: '
-            'nova-numa-guard flavor-specs --vcpus 4 --ram 70000 '
-            '--cells 12:64328,12:64510', message)
+            'hw:numa_nodes=2 hw:cpu_sockets=2 (planned by nova-numa-guard '
+            'flavor-specs --vcpus 4 --ram 70000 --cells 12:64328,12:64510)',
+            message)
+
+    def _summary(self, spec, level=logging.INFO):
+        """The INFO line of a request the seed's host cannot take."""
+        logger = numa_cell_fit.LOG.logger
+        self.addCleanup(logger.setLevel, logger.level)
+        logger.setLevel(level)
+        with mock.patch.object(numa_cell_fit.LOG, 'info',
+                               autospec=True) as info:
+            self.assertEqual([], self._passing([self.seed], spec))
+        if not info.called:
+            return None
+        return info.call_args[0][0] % info.call_args[0][1]
+
+    def test_info_line_without_a_plan_gives_the_command(self):
+        """Ensures a guest no vNUMA layout holds gets the command alone."""
+        message = self._summary(fakes.request_spec(200000, 4))
+        self.assertTrue(message.endswith(
+            'give the flavor a vNUMA topology: nova-numa-guard flavor-specs '
+            '--vcpus 4 --ram 200000 --cells 12:64328,12:64510'), message)
+
+    def test_info_line_survives_a_failing_planner(self):
+        """Ensures the planner cannot make the summary fail."""
+        with mock.patch.object(numa_cell_fit.vnuma, 'plan', autospec=True,
+                               side_effect=RuntimeError('boom')):
+            message = self._summary(fakes.request_spec(70000, 4))
+        self.assertTrue(message.endswith(
+            'vNUMA topology: nova-numa-guard flavor-specs --vcpus 4 --ram '
+            '70000 --cells 12:64328,12:64510'), message)
+
+    def test_no_plan_when_info_is_not_logged(self):
+        """Ensures the planner only runs when the INFO line is logged."""
+        with mock.patch.object(numa_cell_fit.vnuma, 'plan',
+                               autospec=True) as plan:
+            self.assertIsNone(self._summary(fakes.request_spec(70000, 4),
+                                            level=logging.WARNING))
+        plan.assert_not_called()
 
     def test_info_line_for_usage_names_the_largest_free_cell(self):
         """Ensures a usage failure says how much is free at best."""

@@ -10,16 +10,16 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Plan ``hw:numa_*`` flavor extra specs for guests too large for one cell.
+"""The pure vNUMA planner: guest nodes for a host's cells, and their specs.
 
-:func:`plan` picks the smallest number of guest NUMA nodes N such that N
+:class:`Layout` picks the smallest number of guest NUMA nodes N such that N
 distinct host cells that hold guests (cells with CPUs and memory) each hold
 one guest node:
 
 * a guest node's vCPUs fit the cell's CPUs (nova does not let a guest
   overcommit a cell against itself), and
 * its memory fits the cell's capacity less ``headroom_pct`` percent: the
-  small-page memory, or with a hugepage ``page_size`` the free pages of that
+  small-page memory, or with a hugepage page size the free pages of that
   size (all of them: the memory outside the pool is the host's headroom).
 
 Each guest node has at least one vCPU and one page. The split is symmetric
@@ -34,39 +34,23 @@ hugepage size for ``large`` (nova backs each node with the largest page size
 that fits it), and in MiB for ``small`` and ``any`` (nova falls back to small
 pages).
 
-Every plan is checked with nova itself before it is returned:
-``nova.virt.hardware.numa_get_constraints`` must turn the specs into exactly
-the planned guest nodes, and ``numa_fit_instance_to_host`` must fit them on
-the host's cells, each node on a cell that holds it with the headroom. nova
-picks the cells itself (the first permutation of the host cells that fits),
-so the order of the guest nodes in the specs is chosen for that. The planner
-works on the host's shape: nova's per-cell usage in the cells is ignored,
-live available memory (``Host.live``) only produces warnings.
+Nothing here imports nova: :mod:`nova_numa_guard.vnuma` checks what this
+module plans with nova (:mod:`.nova_check`).
 """
 
+import collections
 import itertools
-import re
-import warnings
-
-from oslo_utils import strutils
 
 from nova_numa_guard import topology
+from nova_numa_guard.vnuma import pages
 
 DEFAULT_HEADROOM_PCT = 10
-# The page size assumed for ``large`` when the host description lists no
-# hugepage pools.
-ASSUMED_LARGE_PAGE_KB = 2048
 
 NUMA_NODES = 'hw:numa_nodes'
 NUMA_CPUS = 'hw:numa_cpus.%d'
 NUMA_MEM = 'hw:numa_mem.%d'
 CPU_SOCKETS = 'hw:cpu_sockets'
 MEM_PAGE_SIZE = 'hw:mem_page_size'
-# Extra specs that can give a flavor a NUMA topology (nova decides): its own
-# layout, hugepages, pinned CPUs, vPMEM.
-TOPOLOGY_KEYS = (NUMA_NODES, MEM_PAGE_SIZE, 'hw:cpu_policy', 'hw:pmem')
-TOPOLOGY_KEY_PREFIXES = ('hw:numa_cpus.', 'hw:numa_mem.')
-_PCPU_KEY = re.compile(r'^resources[\w-]*:PCPU$')
 
 SMALL_PAGES_WARNING = (
     'the guest\'s memory is bound strictly to its host nodes on small '
@@ -80,6 +64,11 @@ SMALL_PAGES_WARNING = (
 
 class PlanError(ValueError):
     """The guest cannot be planned; the message says why, on one line."""
+
+
+# What one host cell offers one guest node: the cell, its CPUs and the
+# memory a guest node may take there (MiB, a multiple of the page size).
+Offer = collections.namedtuple('Offer', 'cell cpus capacity_mb')
 
 
 class Plan:
@@ -116,45 +105,17 @@ class Plan:
             self.extra_specs)
 
 
-class PageSize:
-    """A ``hw:mem_page_size`` request.
+def page_size(value):
+    """:class:`pages.PageSize` of a ``hw:mem_page_size`` value, or None.
 
-    :ivar value: the extra-spec value, as given.
-    :ivar kind: ``'small'``, ``'large'``, ``'any'`` or ``'size'``.
-    :ivar size_kb: the page size for ``'size'`` (4 becomes ``'small'``).
+    :raises: PlanError when nova would not read it as a page size.
     """
-
-    def __init__(self, value):
-        self.value = str(value).strip()
-        self.size_kb = None
-        lowered = self.value.lower()
-        if lowered in ('small', 'large', 'any'):
-            self.kind = lowered
-            self.value = lowered
-            return
-        if self.value.isdigit() and self.value.isascii():
-            size_kb = int(self.value)
-        else:
-            try:
-                size_b = strutils.string_to_bytes(self.value, return_int=True)
-            except ValueError:
-                raise PlanError('page size %r: expected small, large, any, a '
-                                'size in KiB or a size such as 2MB or 1GB' %
-                                self.value[:40])
-            size_kb = size_b // 1024 if size_b % 1024 == 0 else 0
-        if size_kb <= 0 or size_kb & (size_kb - 1):
-            raise PlanError('page size %r is not a power of two KiB' %
-                            self.value[:40])
-        if size_kb == topology.SMALL_PAGE_KB:
-            self.kind = 'small'
-        else:
-            self.kind = 'size'
-            self.size_kb = size_kb
-
-    @property
-    def may_be_small(self):
-        """Whether nova may back the guest with small pages."""
-        return self.kind in ('small', 'any')
+    if value is None:
+        return None
+    try:
+        return pages.PageSize(value)
+    except ValueError as e:
+        raise PlanError(str(e))
 
 
 def usable_mb(memory_mb, headroom_pct):
@@ -162,79 +123,31 @@ def usable_mb(memory_mb, headroom_pct):
     return int(memory_mb * (100 - headroom_pct) // 100)
 
 
-def plan(vcpus, memory_mb, cells, headroom_pct=DEFAULT_HEADROOM_PCT,
-         page_size=None, pin=False):
-    """Plan the vNUMA extra specs of a guest.
+def check_args(vcpus, memory_mb, headroom_pct):
+    """Refuse arguments no plan can be made for, in one line."""
+    for name, value in (('vCPUs', vcpus), ('memory', memory_mb)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise PlanError('%s must be an integer, got %r' % (name, value))
+        if value < 1:
+            raise PlanError('%s must be at least 1, got %d' % (name, value))
+    if not 0 <= headroom_pct < 100:
+        raise PlanError('headroom must be at least 0 and below 100 percent, '
+                        'got %s' % headroom_pct)
 
-    :param vcpus: the flavor's vCPUs.
-    :param memory_mb: the flavor's memory (MiB).
-    :param cells: the host, a :class:`topology.Host` or an iterable of
-        :class:`topology.Cell`.
-    :param headroom_pct: percent of each cell's small-page memory kept free.
-    :param page_size: None, or a ``hw:mem_page_size`` value (``small``,
-        ``large``, ``any``, ``2048``, ``2MB``, ``1GB``...) to add to the specs
-        and size the guest nodes in multiples of.
-    :param pin: give a guest that fits one cell a NUMA topology anyway
-        (``hw:numa_nodes=1``), so nova binds it to one host node.
-    :returns: :class:`Plan`.
-    :raises: PlanError when the arguments are invalid or no layout fits.
-    """
-    live_free = None
-    if isinstance(cells, topology.Host):
-        if cells.live is not None:
-            live_free = cells.live.available_mb
-        cells = cells.cells
-    cells = tuple(cells)
-    _check_args(vcpus, memory_mb, headroom_pct)
-    page = None if page_size is None else PageSize(page_size)
-    layout = _Layout(cells, headroom_pct, page)
-    nodes_cpus, nodes_mb, symmetric, targets = layout.solve(vcpus,
-                                                            memory_mb)
 
-    notes = list(layout.notes)
-    n = len(nodes_cpus)
-    with_specs = n > 1 or pin or page is not None
+def common_notes(nodes_cpus, page, with_specs):
+    """Warnings every plan of these guest nodes carries."""
+    found = []
     if with_specs and len(set(nodes_cpus)) > 1:
-        notes.append('hw:cpu_sockets is not set: the guest nodes have '
+        found.append('hw:cpu_sockets is not set: the guest nodes have '
                      'different vCPU counts (%s), so sockets cannot match '
                      'nodes' % '/'.join(map(str, nodes_cpus)))
     if with_specs and (page is None or page.may_be_small):
-        notes.append(SMALL_PAGES_WARNING)
-
-    # nova's numa_fit_instance_to_host places guest node i on the i-th cell
-    # of the first permutation of host cells that fits, so the order of the
-    # nodes decides which cell gets which node. The order that lines the
-    # nodes up with their planned cells in nova's order is tried first,
-    # then other orders, until nova puts every node on a cell that holds
-    # it with the headroom.
-    nodes = list(zip(nodes_cpus, nodes_mb))
-    overfull = None
-    for order in _orders(_nova_order(layout.cells, targets, nodes),
-                         symmetric):
-        cpus_order = [count for count, _ in order]
-        mb_order = [mb for _, mb in order]
-        specs = (_specs(cpus_order, mb_order, symmetric, page)
-                 if with_specs else {})
-        host_cells = _verify(layout, specs, vcpus, memory_mb, cpus_order,
-                             mb_order)
-        if host_cells is None:
-            continue
-        # Without specs the guest has no NUMA topology: nova places no
-        # node, the check above only shows that one cell can hold it.
-        over = with_specs and layout.overfull(order, host_cells)
-        if not over:
-            notes.extend(_live_notes(cells, live_free, mb_order))
-            return Plan(vcpus, memory_mb, cpus_order, mb_order, host_cells,
-                        symmetric, specs, notes)
-        overfull = overfull or over
-    if overfull:
-        raise PlanError(layout.overfull_text(*overfull))
-    raise PlanError('nova cannot fit the guest nodes %s on the host (its '
-                    'numa_fit_instance_to_host finds no placement)' % (
-                        ', '.join('%d vCPUs/%d MB' % node for node in nodes)))
+        found.append(SMALL_PAGES_WARNING)
+    return found
 
 
-def _nova_order(cells, targets, nodes):
+def nova_order(cells, targets, nodes):
     """The guest nodes in the order nova tries their planned cells.
 
     ``numa_fit_instance_to_host`` tries the host cells in their order when
@@ -256,7 +169,7 @@ def _nova_order(cells, targets, nodes):
     return [node for _, node in sorted(zip(targets, nodes), key=rank)]
 
 
-def _orders(nodes, symmetric, limit=120):
+def orders(nodes, symmetric, limit=120):
     """The given order of guest nodes, then other distinct orders."""
     yield nodes
     if symmetric:
@@ -270,41 +183,42 @@ def _orders(nodes, symmetric, limit=120):
                 return
 
 
-def _specs(nodes_cpus, nodes_mb, symmetric, page):
+def specs(nodes_cpus, nodes_mb, symmetric, page):
+    """The extra specs of guest nodes, in this order."""
     n = len(nodes_cpus)
-    specs = {NUMA_NODES: str(n)}
+    result = {NUMA_NODES: str(n)}
     if not symmetric:
         first = 0
         for i, (count, mb) in enumerate(zip(nodes_cpus, nodes_mb)):
-            specs[NUMA_CPUS % i] = _cpu_range(first, count)
-            specs[NUMA_MEM % i] = str(mb)
+            result[NUMA_CPUS % i] = cpu_range(first, count)
+            result[NUMA_MEM % i] = str(mb)
             first += count
     if len(set(nodes_cpus)) == 1:
-        specs[CPU_SOCKETS] = str(n)
+        result[CPU_SOCKETS] = str(n)
     if page is not None:
-        specs[MEM_PAGE_SIZE] = page.value
-    return specs
+        result[MEM_PAGE_SIZE] = page.value
+    return result
 
 
-def _check_args(vcpus, memory_mb, headroom_pct):
-    for name, value in (('vCPUs', vcpus), ('memory', memory_mb)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise PlanError('%s must be an integer, got %r' % (name, value))
-        if value < 1:
-            raise PlanError('%s must be at least 1, got %d' % (name, value))
-    if not 0 <= headroom_pct < 100:
-        raise PlanError('headroom must be at least 0 and below 100 percent, '
-                        'got %s' % headroom_pct)
+def specs_text(extra_specs):
+    """Extra specs as ``key=value`` words, in their order."""
+    return ' '.join('%s=%s' % item for item in extra_specs.items())
 
 
-def _cpu_range(first, count):
+def cpu_range(first, count):
     if count == 1:
         return str(first)
     return '%d-%d' % (first, first + count - 1)
 
 
-class _Layout:
-    """What each host cell offers one guest node, for a page-size request."""
+class Layout:
+    """What each host cell offers one guest node, for a page-size request.
+
+    :ivar cells: the host cells as nova is to see them (with an assumed
+        hugepage pool made explicit when the host lists none).
+    :ivar offers: an :data:`Offer` of every cell that can hold a guest
+        node, roomiest first.
+    """
 
     def __init__(self, cells, headroom_pct, page):
         self.headroom_pct = headroom_pct
@@ -314,7 +228,7 @@ class _Layout:
         # of the offers below.
         self.holding = [c for c in cells if c.cpus]
         self.any_memory = any(
-            c.small_page_mb > 0 or any(_pool_mb(c, size) > 0
+            c.small_page_mb > 0 or any(pages.pool_mb(c, size) > 0
                                        for size in c.hugepages)
             for c in self.holding)
         page_kb, self.assumed_kb = self._page_kb()
@@ -328,12 +242,13 @@ class _Layout:
         self.cells = list(cells)
         if self.assumed_kb:
             self.cells = [self._with_assumed_pool(c) for c in cells]
-        # (cell, cpus, capacity MiB) of every cell that can hold a node.
-        self.offers = [(c, len(c.cpus), self.capacity_mb(c))
-                       for c in self.holding]
-        self.offers = [o for o in self.offers if o[2] >= self.mult_mb]
+        # Every cell that can hold a guest node.
+        offers = [Offer(c, len(c.cpus), self.capacity_mb(c))
+                  for c in self.holding]
+        self.offers = sorted(
+            (o for o in offers if o.capacity_mb >= self.mult_mb),
+            key=_roomiest_first)
         self.excluded = len(cells) - len(self.offers)
-        self.offers.sort(key=lambda o: (-o[2], -o[1], o[0].id))
 
     def _page_kb(self):
         """(page size guest nodes are multiples of, size assumed or None).
@@ -350,10 +265,10 @@ class _Layout:
             return size, (None if size in listed else size)
         if kind == 'large':
             free = {size for c in self.holding for size in c.hugepages
-                    if _pool_mb(c, size) > 0}
+                    if pages.pool_mb(c, size) > 0}
             if free or listed:
                 return min(free or listed), None
-            return ASSUMED_LARGE_PAGE_KB, ASSUMED_LARGE_PAGE_KB
+            return pages.ASSUMED_LARGE_PAGE_KB, pages.ASSUMED_LARGE_PAGE_KB
         return topology.SMALL_PAGE_KB, None
 
     def _with_assumed_pool(self, cell):
@@ -379,7 +294,8 @@ class _Layout:
             sizes = [self.page.size_kb]
         else:
             sizes = list(cell.hugepages)
-        large = max([self._floor(_pool_mb(cell, size)) for size in sizes],
+        large = max([self._floor(pages.pool_mb(cell, size))
+                     for size in sizes],
                     default=0)
         return max(small, large) if kind == 'any' else large
 
@@ -403,12 +319,12 @@ class _Layout:
                 return [vcpus // n] * n, [memory_mb // n] * n, True, sym
             mem, subset = best.get(n, (-1, ()))
             if mem >= memory_mb:
-                subset = sorted(subset, key=lambda o: (-o[2], -o[1],
-                                                       o[0].id))
-                cpus = _split(vcpus, [o[1] for o in subset])
-                mem_units = _split(units, [o[2] // mult for o in subset])
+                subset = sorted(subset, key=_roomiest_first)
+                cpus = _split(vcpus, [o.cpus for o in subset])
+                mem_units = _split(units,
+                                   [o.capacity_mb // mult for o in subset])
                 return (cpus, [u * mult for u in mem_units], False,
-                        [o[0] for o in subset])
+                        [o.cell for o in subset])
         raise PlanError(self._why_not(vcpus, memory_mb))
 
     def overfull(self, nodes, host_cells):
@@ -436,8 +352,8 @@ class _Layout:
         if vcpus % n or memory_mb % n or (memory_mb // n) % self.mult_mb:
             return None
         fits = [o for o in self.offers
-                if o[1] >= vcpus // n and o[2] >= memory_mb // n]
-        return [o[0] for o in fits[:n]] if len(fits) >= n else None
+                if o.cpus >= vcpus // n and o.capacity_mb >= memory_mb // n]
+        return [o.cell for o in fits[:n]] if len(fits) >= n else None
 
     def _headroom_text(self):
         """How the headroom counts: hugepage pools are headroom already."""
@@ -458,8 +374,8 @@ class _Layout:
         has = 'host has %d' % count
         if self.excluded:
             has += ' (cells with CPUs and %s)' % self._what()
-        cpus = sorted((o[1] for o in self.offers), reverse=True)
-        mems = sorted((o[2] for o in self.offers), reverse=True)
+        cpus = sorted((o.cpus for o in self.offers), reverse=True)
+        mems = sorted((o.capacity_mb for o in self.offers), reverse=True)
         n_cpu = _cover(cpus, vcpus)
         n_mem = _cover(mems, memory_mb)
         headroom = self._headroom_text()
@@ -490,11 +406,6 @@ class _Layout:
                 '(one node per cell%s)' % (vcpus, memory_mb, headroom))
 
 
-def _pool_mb(cell, size_kb):
-    total, used = cell.hugepages.get(size_kb, (0, 0))
-    return max(0, total - used) * size_kb // 1024
-
-
 def _cover(values, total):
     """How many of ``values`` (sorted descending) add up to ``total``."""
     acc = 0
@@ -515,13 +426,12 @@ def _best_subsets(offers, vcpus, limit):
     """
     states = {(0, 0): (0, ())}
     for offer in offers:
-        _, cpus, mem = offer
         for (taken, cpu), (total, chosen) in sorted(states.items(),
                                                     reverse=True):
             if taken >= limit:
                 continue
-            key = (taken + 1, min(vcpus, cpu + cpus))
-            candidate = (total + mem, chosen + (offer,))
+            key = (taken + 1, min(vcpus, cpu + offer.cpus))
+            candidate = (total + offer.capacity_mb, chosen + (offer,))
             if key not in states or states[key][0] < candidate[0]:
                 states[key] = candidate
     return {taken: value for (taken, cpu), value in states.items()
@@ -547,7 +457,7 @@ def _split(total, caps):
     return shares
 
 
-def _live_notes(cells, live_free, nodes_mb):
+def live_notes(cells, live_free, nodes_mb):
     """Warn when live free memory cannot take the guest nodes now.
 
     :param live_free: ``{node_id: MB}`` available now, or None.
@@ -570,109 +480,5 @@ def _live_notes(cells, live_free, nodes_mb):
                 '/'.join(map(str, nodes_mb)))]
 
 
-_NOVA = []
-
-
-def _nova():
-    """nova's objects and hardware module, imported on first use."""
-    if not _NOVA:
-        with warnings.catch_warnings():
-            # eventlet announces its deprecation on import.
-            warnings.simplefilter('ignore')
-            from nova import exception
-            from nova import objects
-            from nova.virt import hardware
-
-            from nova_numa_guard import nova_hosts
-        objects.register_all()
-        _NOVA.append((exception, objects, hardware, nova_hosts))
-    return _NOVA[0]
-
-
-def _flavor(vcpus, memory_mb, extra_specs):
-    _, objects, _, _ = _nova()
-    return objects.Flavor(name='nova-numa-guard-plan', flavorid='plan',
-                          vcpus=vcpus, memory_mb=memory_mb, root_gb=0,
-                          ephemeral_gb=0, swap=0, extra_specs=extra_specs)
-
-
-def _no_image():
-    _, objects, _, _ = _nova()
-    return objects.ImageMeta.from_dict({'properties': {}})
-
-
-def topology_keys(vcpus, memory_mb, extra_specs):
-    """The extra specs that give a flavor a NUMA topology of its own.
-
-    nova's ``numa_get_constraints`` decides whether the flavor has one (a
-    layout of its own, pinned CPUs, hugepages or vPMEM);
-    ``hw:cpu_policy=shared`` or a mere mention of a key in a value gives
-    none.
-
-    :param extra_specs: ``{key: value}``; values are turned into strings.
-    :returns: sorted keys that make the topology, empty when nova gives the
-        flavor none.
-    :raises: PlanError when nova rejects the extra specs.
-    """
-    exception, _, hardware, _ = _nova()
-    specs = {str(key): str(value) for key, value in extra_specs.items()}
-    try:
-        guest = hardware.numa_get_constraints(
-            _flavor(vcpus, memory_mb, specs), _no_image())
-    except (exception.NovaException, ValueError) as e:
-        # nova quotes the values, which may hold newlines: keep one line.
-        raise PlanError('nova rejects the flavor\'s extra specs: %s' %
-                        ' '.join(str(e).split()))
-    if guest is None:
-        return []
-    keys = sorted(key for key, value in specs.items()
-                  if (key in TOPOLOGY_KEYS or
-                      key.startswith(TOPOLOGY_KEY_PREFIXES) or
-                      _PCPU_KEY.match(key)) and
-                  (key, value.strip().lower()) != ('hw:cpu_policy', 'shared'))
-    return keys or sorted(specs)
-
-
-def _verify(layout, specs, vcpus, memory_mb, nodes_cpus, nodes_mb):
-    """Check the plan with nova.
-
-    :returns: the host cells nova fitted the guest nodes on, or None when
-        nova finds no placement.
-    :raises: PlanError when nova rejects the specs or reads them as other
-        guest nodes than planned.
-    """
-    exception, _, hardware, nova_hosts = _nova()
-    # A guest without specs is checked as a one-node guest.
-    checked = dict(specs) or {NUMA_NODES: '1'}
-    flavor = _flavor(vcpus, memory_mb, checked)
-    image = _no_image()
-    try:
-        guest = hardware.numa_get_constraints(flavor, image)
-        best = hardware.get_best_cpu_topology(flavor, image)
-    except (exception.NovaException, ValueError) as e:
-        raise PlanError('nova rejects the specs %s: %s' % (
-            specs_text(checked), e))
-    got = ([len(c.cpuset) for c in guest.cells],
-           [c.memory for c in guest.cells]) if guest else None
-    if got != (list(nodes_cpus), list(nodes_mb)):
-        raise PlanError('nova reads the specs %s as guest nodes %r, not the '
-                        'planned %r' % (specs_text(checked), got,
-                                        (list(nodes_cpus), list(nodes_mb))))
-    if CPU_SOCKETS in specs and best.sockets != len(nodes_cpus):
-        raise PlanError('nova gives the guest %d sockets, not %d' % (
-            best.sockets, len(nodes_cpus)))
-    host = nova_hosts.numa_topology(topology.Host('plan', layout.cells))
-    try:
-        fitted = hardware.numa_fit_instance_to_host(
-            host, guest.obj_clone(), None)
-    except (exception.NovaException, ValueError):
-        # e.g. MemoryPageSizeNotSupported: no such pages on a cell.
-        fitted = None
-    if fitted is None:
-        return None
-    return [c.id for c in fitted.cells]
-
-
-def specs_text(specs):
-    """Extra specs as ``key=value`` words, in their order."""
-    return ' '.join('%s=%s' % item for item in specs.items())
+def _roomiest_first(offer):
+    return (-offer.capacity_mb, -offer.cpus, offer.cell.id)

@@ -24,9 +24,15 @@ record's ``updated_at`` (``HostState.updated``) together with its
 memory. The database may keep ``updated_at`` in whole seconds, so a record
 younger than a second is not memoised: a second write within the same second
 could keep its timestamp. Host-wide usage is read afresh for every request.
+
+The scheduler may judge requests on several threads at once: the memo is
+only read, replaced entry by entry and pruned from a snapshot, never iterated
+while others write to it.
 """
 
 import datetime
+
+from oslo_utils import timeutils
 
 from nova_numa_guard import topology
 
@@ -35,10 +41,13 @@ _SETTLE = datetime.timedelta(seconds=1)
 
 _ATTR = '_numa_guard_view'
 
-# compute node uuid -> (version, tuple of topology.Cell). A newer record
-# replaces the entry; see bound_memo() for compute nodes that are gone.
+# compute node uuid -> [version, tuple of topology.Cell, last request]. A
+# newer record replaces the entry; see bound_memo() for compute nodes gone.
 _CELLS_MEMO = {}
-_SPARE_ENTRIES = 1000
+# Requests counted by bound_memo(); the memo is pruned every _PRUNE_EVERY of
+# them, of the entries no request used since the last pruning.
+_REQUESTS = [0]
+_PRUNE_EVERY = 100
 
 
 class HostView:
@@ -134,26 +143,36 @@ def cells_from_state(host_state):
     version = (host_state.updated, host_state.free_ram_mb)
     entry = _CELLS_MEMO.get(key)
     if entry is not None and entry[0] == version and version[0] is not None:
+        entry[2] = _REQUESTS[0]
         return entry[1]
     numa = host_state.numa_topology
     cells = () if numa is None else tuple(
         cell_from_nova(cell) for cell in numa.cells)
     if key is not None and _settled(version[0]):
-        _CELLS_MEMO[key] = (version, cells)
+        _CELLS_MEMO[key] = [version, cells, _REQUESTS[0]]
     return cells
 
 
 def bound_memo(host_states):
-    """Keep the cells memo bounded by the compute nodes nova still reports.
+    """Keep the cells memo to the compute nodes nova still reports.
 
-    Called once per request: when the memo holds more than twice the
-    request's hosts (and some spare), only the entries of those hosts stay,
-    so the entries of compute nodes that were replaced go.
+    Called once per request. Every :data:`_PRUNE_EVERY` requests, the entries
+    that no request used since the previous pruning go: those of compute
+    nodes that were replaced or removed. A host that only small requests
+    skip (a forced host, a rebuild) keeps its entry as long as any request
+    in the window reads it. Never raises.
     """
-    if len(_CELLS_MEMO) > 2 * len(host_states) + _SPARE_ENTRIES:
-        keep = {hs.uuid for hs in host_states}
-        for key in [key for key in _CELLS_MEMO if key not in keep]:
-            del _CELLS_MEMO[key]
+    _REQUESTS[0] += 1
+    current = _REQUESTS[0]
+    if current % _PRUNE_EVERY:
+        return
+    oldest = current - _PRUNE_EVERY
+    try:
+        for key, entry in list(_CELLS_MEMO.items()):
+            if entry[2] < oldest:
+                _CELLS_MEMO.pop(key, None)
+    except Exception:  # never into nova; the next pruning tries again
+        pass
 
 
 def _settled(updated):
@@ -164,7 +183,7 @@ def _settled(updated):
     """
     if updated is None:
         return False
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = timeutils.utcnow(with_timezone=True)
     if updated.tzinfo is None:
         now = now.replace(tzinfo=None)
     return now - updated >= _SETTLE

@@ -11,8 +11,12 @@
 # under the License.
 
 import datetime
+import sys
 
+from eventlet import patcher
+import fixtures
 from nova import objects
+from oslo_utils import fixture as utils_fixture
 from oslo_utils import timeutils
 
 from nova_numa_guard import host_view
@@ -121,12 +125,76 @@ class HostViewTest(testcase.TestCase):
         Databases may keep updated_at in whole seconds; nova's
         consume_from_request stamps a naive UTC time.
         """
+        now = timeutils.utcnow(with_timezone=True)
+        self.useFixture(utils_fixture.TimeFixture(now))
         state = fakes.host_state(fakes.seed_cells())
-        state.updated = timeutils.utcnow(with_timezone=True)
+        state.updated = now - datetime.timedelta(milliseconds=999)
         first = host_view.cells_from_state(state)
         self.assertIsNot(first, host_view.cells_from_state(state))
-        state.updated = timeutils.utcnow()
+        state.updated = now.replace(tzinfo=None)
         self.assertIsNot(first, host_view.cells_from_state(state))
-        state.updated -= datetime.timedelta(seconds=2)
+        state.updated = now - datetime.timedelta(seconds=1)
         settled = host_view.cells_from_state(state)
         self.assertIs(settled, host_view.cells_from_state(state))
+
+    def _memoised(self, name):
+        state = fakes.host_state(fakes.seed_cells(), name=name)
+        state.uuid = name
+        host_view.cells_from_state(state)
+        return state
+
+    def test_small_requests_do_not_empty_the_memo(self):
+        """Ensures a host read once per pruning window keeps its cells.
+
+        A stream of one-host requests (a forced host, a rebuild) between two
+        large requests must not evict the large requests' hosts; a compute
+        node that no request reads for a whole window goes.
+        """
+        self.useFixture(fixtures.MockPatchObject(
+            host_view, '_CELLS_MEMO', {}))
+        self.useFixture(fixtures.MockPatchObject(host_view, '_REQUESTS', [0]))
+        fleet = [self._memoised('h%d' % i) for i in range(50)]
+        gone = self._memoised('replaced')
+        for window in range(3):
+            for _ in range(host_view._PRUNE_EVERY - 1):
+                host_view.bound_memo(fleet[:1])
+            for state in fleet:
+                host_view.cells_from_state(state)
+            host_view.bound_memo(fleet)
+            self.assertLessEqual({s.uuid for s in fleet},
+                                 set(host_view._CELLS_MEMO), window)
+        self.assertEqual({s.uuid for s in fleet}, set(host_view._CELLS_MEMO))
+        self.assertNotIn(gone.uuid, host_view._CELLS_MEMO)
+
+    def test_pruning_while_other_threads_memoise(self):
+        """Ensures pruning never raises while requests on other threads
+        add cells to the memo (nova's scheduler runs native threads)."""
+        self.useFixture(fixtures.MockPatchObject(
+            host_view, '_CELLS_MEMO', {}))
+        self.useFixture(fixtures.MockPatchObject(host_view, '_REQUESTS', [0]))
+        self.useFixture(fixtures.MockPatchObject(
+            host_view, '_PRUNE_EVERY', 1))
+        states = [self._memoised('h%d' % i) for i in range(200)]
+        stop = patcher.original('threading').Event()
+        # Switch threads as often as the interpreter can, so that the other
+        # thread writes while a pruning walks the memo.
+        self.addCleanup(sys.setswitchinterval, sys.getswitchinterval())
+        sys.setswitchinterval(1e-6)
+
+        def memoise():
+            i = 0
+            while not stop.is_set():
+                host_view._CELLS_MEMO['new%d' % (i % 5000)] = [None, (), 0]
+                i += 1
+
+        # A native thread, as nova's scheduler runs requests on (the
+        # tests import nova, which lets eventlet patch threading).
+        thread = patcher.original('threading').Thread(target=memoise)
+        thread.start()
+        try:
+            for _ in range(500):
+                host_view.bound_memo(states[:1])
+        finally:
+            stop.set()
+            thread.join()
+        self.assertNotIn(states[-1].uuid, host_view._CELLS_MEMO)

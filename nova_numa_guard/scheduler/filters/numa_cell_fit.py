@@ -96,7 +96,7 @@ class NUMACellFitFilter(filters.BaseHostFilter):
                         opts['memory_source'])
         self._throttle = source.Throttle()
         # Per-node reserves for nodes not seen missing on a host yet.
-        self._reserve_unchecked = set(self._reserve[1])
+        self._reserve_unchecked = frozenset(self._reserve[1])
 
     def host_passes(self, host_state, spec_obj):
         """Return True if a guest of ``spec_obj`` fits the host's cells."""
@@ -197,9 +197,11 @@ class NUMACellFitFilter(filters.BaseHostFilter):
 
     def _check_reserve_nodes(self, host):
         """Warn once per reserved node id a host does not have."""
-        absent = self._reserve_unchecked.difference(c.id for c in host.cells)
+        # Replaced, never changed in place: other threads may be reading it.
+        unchecked = self._reserve_unchecked
+        absent = unchecked.difference(c.id for c in host.cells)
         if absent and host.cells:
-            self._reserve_unchecked -= absent
+            self._reserve_unchecked = unchecked - absent
             LOG.warning("[numa_guard] reserved_node_memory_mb names node(s) "
                         "%(nodes)s, which %(host)s does not have (its nodes: "
                         "%(cells)s); nothing is reserved there",

@@ -15,8 +15,9 @@
 :class:`FakeServer` serves every connection with one behaviour:
 :func:`hang` (reads the command, never answers), :func:`trickle` (a
 well-formed reply, one byte every ``TRICKLE_SECONDS``), :func:`garbage`
-(bytes that are not memcached's protocol) or :func:`huge` (a 1 MiB value for
-every key asked).
+(bytes that are not memcached's protocol), :func:`huge` (a 1 MiB value for
+every key asked) or :func:`impostor` (each key asked, and keys not asked,
+with their names as values).
 """
 
 import os
@@ -99,6 +100,26 @@ def huge(sock, stopping):
         except OSError:
             return
     stopping.wait()
+
+
+def impostor(foreign):
+    """Answer every key asked, after the ``foreign`` keys, name as value."""
+    def behaviour(sock, stopping):
+        data = _read_command(sock, stopping)
+        if data is None:
+            return
+        reply = b''
+        for line in data.split(b'\r\n'):
+            if line.startswith(b'get '):
+                keys = [k.encode() for k in foreign] + line.split()[1:]
+                reply += b''.join(b'VALUE %s 0 %d\r\n%s\r\n' % (
+                    key, len(key), key) for key in keys) + b'END\r\n'
+        try:
+            sock.sendall(reply)
+        except OSError:
+            return
+        stopping.wait()
+    return behaviour
 
 
 class _CountingServer(socketserver.ThreadingTCPServer):

@@ -42,6 +42,8 @@ LOG = logging.getLogger(__name__)
 
 WARN_INTERVAL = 60.0
 MISSING = 'missing'
+# The most a request may read from a store in all, whatever its hosts.
+MAX_REQUEST_BYTES = 32 * 1024 * 1024
 # Payloads up to this size are remembered as they are; a larger one (only
 # garbage is that large) by a digest.
 _REMEMBER_BYTES = 16384
@@ -162,6 +164,9 @@ class PayloadSource(MemorySource, metaclass=abc.ABCMeta):
     live = True
     # The largest stored value a host may have.
     max_bytes = payload.MAX_BYTES
+    # What a request may read per candidate host, on average (a full
+    # payload lists CPUs and devices).
+    bytes_per_host = 16 * 1024
 
     def __init__(self, conf=None):
         self._conf = cfg.CONF if conf is None else conf
@@ -173,6 +178,16 @@ class PayloadSource(MemorySource, metaclass=abc.ABCMeta):
         self._throttle = Throttle()
         self._down = None
         self._hosts = {}
+
+    def byte_budget(self, hosts):
+        """The bytes a request over ``hosts`` candidate hosts may read.
+
+        ``bytes_per_host`` per host, but at least one value of
+        ``max_bytes`` and at most ``MAX_REQUEST_BYTES``: a request of 10,000
+        hosts reads at most 32 MiB, whatever is planted in the store.
+        """
+        return min(max(hosts * self.bytes_per_host, self.max_bytes),
+                   MAX_REQUEST_BYTES)
 
     @abc.abstractmethod
     def fetch_raw(self, entries):

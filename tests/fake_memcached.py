@@ -135,17 +135,23 @@ class _CountingServer(socketserver.ThreadingTCPServer):
         return request
 
 
+class _CountingServer6(_CountingServer):
+    address_family = socket.AF_INET6
+
+
 class FakeServer(fixtures.Fixture):
-    """A misbehaving memcached on 127.0.0.1.
+    """A misbehaving memcached on 127.0.0.1 (or ``host``).
 
     :param behaviour: ``behaviour(sock, stopping)`` serves one connection;
         ``stopping`` (a ``threading.Event``) is set at cleanup.
-    :ivar url: ``127.0.0.1:PORT``.
+    :ivar url: ``127.0.0.1:PORT`` (``[::1]:PORT`` on ``::1``).
+    :ivar port: the port.
     """
 
-    def __init__(self, behaviour):
+    def __init__(self, behaviour, host=memcached_fixture.HOST):
         super().__init__()
         self.behaviour = behaviour
+        self.host = host
 
     def _setUp(self):
         stopping = threading.Event()
@@ -155,8 +161,13 @@ class FakeServer(fixtures.Fixture):
             def handle(self):
                 behaviour(self.request, stopping)
 
-        self.server = _CountingServer((memcached_fixture.HOST, 0), Handler)
-        self.url = '%s:%d' % self.server.server_address[:2]
+        if ':' in self.host:
+            self.server = _CountingServer6((self.host, 0), Handler)
+            self.url = '[%s]:%d' % self.server.server_address[:2]
+        else:
+            self.server = _CountingServer((self.host, 0), Handler)
+            self.url = '%s:%d' % self.server.server_address[:2]
+        self.port = self.server.server_address[1]
         thread = threading.Thread(target=self.server.serve_forever,
                                   kwargs={'poll_interval': 0.05},
                                   daemon=True)

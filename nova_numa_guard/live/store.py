@@ -44,6 +44,14 @@ of dogpile's or oslo.cache's internals runs inside nova-scheduler:
   an outage costs one request at most one deadline. A pooled connection the
   server closed while it was idle (memcached restarted) is retried once on
   a new one first.
+* Server names are resolved off the request's thread, at first use and
+  again after the server failed, and a call waits for that no longer than
+  its deadline; numeric addresses never wait. The address family is what
+  ``getaddrinfo`` gives (``host:port``, ``[v6addr]:port``,
+  ``inet6:[v6addr]:port``, ``unix:/path``, as oslo.cache and pymemcache
+  take them), every address it gives is tried in turn, and TLS (``[cache]
+  tls_enabled``) applies to TCP servers only, as in pymemcache: a unix
+  socket is local and has no host name to check.
 
 redis is not supported: memcached is what OpenStack deployments already run
 for keystonemiddleware and oslo.cache, and one store whose every byte and
@@ -197,24 +205,7 @@ class _Connection:
 
     def _socket(self):
         if self._sock is None:
-            address = self._server.address
-            if isinstance(address, str):
-                raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            else:
-                family = socket.AF_INET6 if ':' in address[0] else \
-                    socket.AF_INET
-                raw = socket.socket(family, socket.SOCK_STREAM)
-                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self._server.tls is not None:
-                raw = self._server.tls.wrap_socket(
-                    raw, server_hostname=address[0])
-            sock = _BoundedSocket(raw, self.limits)
-            try:
-                sock.connect(address)
-            except BaseException:
-                sock.close()
-                raise
-            self._sock = sock
+            self._sock = self._server.connect(self.limits)
         return self._sock
 
     def close(self):
@@ -342,22 +333,107 @@ class _Connection:
 
 
 class _Server:
-    """One memcached server: a small pool of connections and its health."""
+    """One memcached server: its addresses, a small pool of connections and
+    its health.
+
+    :ivar address: ``(host, port)``, or the path of a unix socket.
+    """
 
     def __init__(self, name, tls_context):
         self.name = name
+        self._family = socket.AF_UNSPEC
+        self._numeric = True
         if name.startswith('unix:'):
             self.address = name[len('unix:'):]
+            self._resolved = [(socket.AF_UNIX, self.address)]
+            # pymemcache too speaks plainly to a unix socket.
+            tls_context = None
         else:
-            host, _, port = name[len('inet6:'):].rpartition(':') \
-                if name.startswith('inet6:') else name.rpartition(':')
+            if name.startswith('inet6:'):
+                name = name[len('inet6:'):]
+                self._family = socket.AF_INET6
+            host, _, port = name.rpartition(':')
+            host = host.strip('[]')
             if not host:
                 raise ValueError(name)
-            self.address = (host.strip('[]'), int(port))
+            self.address = (host, int(port))
+            try:
+                # An address, not a name: no lookup, nothing to wait for.
+                self._resolved = _addresses(self, socket.AI_NUMERICHOST)
+            except (OSError, UnicodeError):
+                self._resolved = None
+                self._numeric = False
         self.tls = tls_context
         self._idle = []
         self._lock = threading.Lock()
+        self._lookup = None
+        self._lookup_error = None
         self.dead_until = 0.0
+
+    def connect(self, limits):
+        """A new connected :class:`_BoundedSocket`, within ``limits``.
+
+        :raises OSError: when no address of the server can be connected.
+        """
+        error = None
+        for family, sockaddr in self._addresses(limits):
+            raw = socket.socket(family, socket.SOCK_STREAM)
+            sock = _BoundedSocket(raw, limits)
+            try:
+                if family != socket.AF_UNIX:
+                    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self.tls is not None:
+                    sock = _BoundedSocket(self.tls.wrap_socket(
+                        raw, server_hostname=self.address[0]), limits)
+                sock.connect(sockaddr)
+                return sock
+            except OSError as exc:
+                sock.close()
+                error = exc
+            except BaseException:
+                sock.close()
+                raise
+        raise error
+
+    def _addresses(self, limits):
+        """``[(family, sockaddr)]``, looked up off this thread if need be.
+
+        The lookup runs in a thread of its own (one at a time per server),
+        so that a resolver that hangs holds no call past its deadline.
+        """
+        resolved = self._resolved
+        if resolved is not None:
+            return resolved
+        with self._lock:
+            done = self._lookup
+            if done is None:
+                done = self._lookup = threading.Event()
+                threading.Thread(target=self._resolve, args=(done,),
+                                 daemon=True).start()
+        if not done.wait(limits.remaining()):
+            raise socket.timeout('%s not resolved by the deadline' %
+                                 self.address[0])
+        resolved = self._resolved
+        if resolved is None:
+            raise OSError(self._lookup_error)
+        return resolved
+
+    def _resolve(self, done):
+        try:
+            self._resolved = _addresses(self)
+        except Exception as exc:
+            self._lookup_error = 'cannot resolve %s: %s' % (
+                self.address[0], _one_line(exc))
+        finally:
+            with self._lock:
+                self._lookup = None
+            done.set()
+
+    def failed(self):
+        """Leave the server alone for a while; look its name up again."""
+        self.dead_until = time.monotonic() + DEAD_SECONDS
+        if not self._numeric and isinstance(self.address, tuple):
+            self._resolved = None
 
     def connection(self):
         """``(connection, pooled)``: an idle connection, or a new one."""
@@ -512,8 +588,7 @@ class MemcacheStore:
         except BudgetExceeded:
             return found, True
         except (OSError, ValueError) as exc:
-            # ValueError: a reply that is not memcached's (garbled sizes).
-            server.dead_until = time.monotonic() + DEAD_SECONDS
+            server.failed()
             raise StoreError(_one_line(exc))
         finally:
             limits.deadline = limits.budget = float('inf')
@@ -543,6 +618,20 @@ class MemcacheStore:
             if failed:
                 raise StoreError('%s did not store %s' % (
                     name, ', '.join(sorted(failed))))
+
+
+def _addresses(server, flags=0):
+    """``[(family, sockaddr)]`` of a TCP server, as getaddrinfo gives them.
+
+    :raises OSError: when it cannot be resolved.
+    """
+    host, port = server.address
+    found = []
+    for family, _, _, _, sockaddr in socket.getaddrinfo(
+            host, port, server._family, socket.SOCK_STREAM, 0, flags):
+        if (family, sockaddr) not in found:
+            found.append((family, sockaddr))
+    return found
 
 
 def _tls_context(opts):

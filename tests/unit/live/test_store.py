@@ -21,7 +21,9 @@ import logging
 import os
 import pickle
 import socket
+import ssl
 import subprocess
+import threading
 import time
 
 import fixtures
@@ -207,6 +209,19 @@ class RoundTripTest(StoreTestCase):
         self.assertEqual({'k1': b'over a unix socket'},
                          mstore.get_multi(['k1'], MIB)[0])
         self.assertEqual([server.path], self.connects)
+
+    def test_unix_socket_server_with_tls_enabled(self):
+        """Ensures TLS is for TCP servers: a unix socket is spoken plainly.
+
+        As pymemcache does: a unix socket has no host name to check, and
+        memcached serves TLS over TCP.
+        """
+        server = self.useFixture(UnixMemcached())
+        mstore = store.MemcacheStore(['unix:' + server.path], SAFE_TIMEOUT,
+                                     ssl.create_default_context())
+        mstore.set_many({'k1': b'over a unix socket'}, 60)
+        self.assertEqual({'k1': b'over a unix socket'},
+                         mstore.get_multi(['k1'], MIB)[0])
 
 
 class _Wire:
@@ -630,6 +645,70 @@ class ImpostorTest(StoreTestCase):
         expected = {k: b'true' for k in mine}
         expected.update({k: k.encode() for k in theirs})
         self.assertEqual(expected, values)
+
+
+class ResolveTest(StoreTestCase):
+    """Server names: looked up once, off the request's thread, bounded."""
+
+    def setUp(self):
+        super().setUp()
+        self.lookups = []
+        self.release = threading.Event()
+        self.addCleanup(self.release.set)
+        self.hang = False
+        real = socket.getaddrinfo
+
+        def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
+            if not host.endswith('.test') or flags & socket.AI_NUMERICHOST:
+                return real(host, port, family, type, proto, flags)
+            self.lookups.append((host, threading.current_thread()))
+            if self.hang:
+                self.release.wait()
+            address = '::1' if host.startswith('v6') else '127.0.0.1'
+            return real(address, port, family, type, proto, flags)
+        self.useFixture(fixtures.MonkeyPatch('socket.getaddrinfo',
+                                             getaddrinfo))
+
+    def test_names_are_resolved_once_off_the_request_thread(self):
+        """Ensures a name is looked up once, in a thread of its own."""
+        memcached = self.useFixture(memcached_fixture.Memcached())
+        mstore = store.MemcacheStore(['memcached.test:%d' % memcached.port],
+                                     SAFE_TIMEOUT)
+        mstore.set_many({'k1': b'v'}, 60)
+        for _ in range(3):
+            self.assertEqual({'k1': b'v'}, mstore.get_multi(['k1'], MIB)[0])
+        self.assertEqual(['memcached.test'], [h for h, _ in self.lookups])
+        self.assertIsNot(threading.current_thread(), self.lookups[0][1])
+
+    def test_hung_resolver_is_bounded_by_the_deadline(self):
+        """Ensures a lookup that hangs costs a call at most its deadline.
+
+        While it hangs no other lookup of that name is started.
+        """
+        self.hang = True
+        mstore = store.MemcacheStore(['memcached.test:11211'], TIMEOUT)
+        started = time.monotonic()
+        exc = self.assertRaises(store.StoreError, mstore.get_multi, ['k1'],
+                                MIB)
+        self.assertLess(time.monotonic() - started, 5 * TIMEOUT)
+        self.assertIn('not resolved by the deadline', str(exc))
+        self.later(store.DEAD_SECONDS + 1)
+        self.assertRaises(store.StoreError, mstore.get_multi, ['k1'], MIB)
+        self.assertEqual(1, len(self.lookups))
+        self.assertEqual([], self.connects)
+
+    def test_address_family_comes_from_getaddrinfo(self):
+        """Ensures IPv6 servers are reached whatever their spelling."""
+        server = self.useFixture(fake_memcached.FakeServer(
+            fake_memcached.impostor([]), host='::1'))
+        for name in ('[::1]:%d', 'inet6:[::1]:%d', 'v6.test:%d',
+                     'inet6:v6.test:%d'):
+            mstore = store.MemcacheStore([name % server.port], SAFE_TIMEOUT)
+            self.assertEqual({'k1': b'k1'}, mstore.get_multi(['k1'], MIB)[0],
+                             name)
+        self.assertEqual([socket.AF_INET6] * 4,
+                         [len(address) == 4 and socket.AF_INET6
+                          for address in self.connects])
 
 
 class KeyTest(testcase.TestCase):

@@ -99,5 +99,5 @@ class CacheSource(source.PayloadSource):
         if verified:
             super().forget()
             return
-        for entry in self._hosts.values():
+        for entry in list(self._hosts.values()):
             entry.fetched_at = entry.value = None

@@ -34,7 +34,6 @@ Usage: python benchmarks/bench_filters.py [--hosts 1000 10000] [--repeat 7]
 """
 
 import argparse
-import contextlib
 import copy
 import datetime
 import gc
@@ -138,22 +137,6 @@ def fresh_copies(hosts):
             nova_hosts.service(host.host))
         fresh.append(copied)
     return fresh
-
-
-@contextlib.contextmanager
-def no_gc():
-    """Time without the garbage collector, as timeit does.
-
-    With 10,000 HostStates alive a full collection takes ~0.6 s here; when
-    one falls inside a timed run it swamps the filter being measured and
-    depends on what ran before, not on the filter.
-    """
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def run_once(filt, hosts, spec, regime=None, changed=()):

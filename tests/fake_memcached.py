@@ -15,8 +15,9 @@
 :class:`FakeServer` serves every connection with one behaviour:
 :func:`hang` (reads the command, never answers), :func:`trickle` (a
 well-formed reply, one byte every ``TRICKLE_SECONDS``), :func:`garbage`
-(bytes that are not memcached's protocol) or :func:`huge` (a 1 MiB value for
-every key asked).
+(bytes that are not memcached's protocol), :func:`huge` (a 1 MiB value for
+every key asked) or :func:`impostor` (each key asked, and keys not asked,
+with their names as values).
 """
 
 import os
@@ -101,6 +102,26 @@ def huge(sock, stopping):
     stopping.wait()
 
 
+def impostor(foreign):
+    """Answer every key asked, after the ``foreign`` keys, name as value."""
+    def behaviour(sock, stopping):
+        data = _read_command(sock, stopping)
+        if data is None:
+            return
+        reply = b''
+        for line in data.split(b'\r\n'):
+            if line.startswith(b'get '):
+                keys = [k.encode() for k in foreign] + line.split()[1:]
+                reply += b''.join(b'VALUE %s 0 %d\r\n%s\r\n' % (
+                    key, len(key), key) for key in keys) + b'END\r\n'
+        try:
+            sock.sendall(reply)
+        except OSError:
+            return
+        stopping.wait()
+    return behaviour
+
+
 class _CountingServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     block_on_close = False
@@ -114,17 +135,23 @@ class _CountingServer(socketserver.ThreadingTCPServer):
         return request
 
 
+class _CountingServer6(_CountingServer):
+    address_family = socket.AF_INET6
+
+
 class FakeServer(fixtures.Fixture):
-    """A misbehaving memcached on 127.0.0.1.
+    """A misbehaving memcached on 127.0.0.1 (or ``host``).
 
     :param behaviour: ``behaviour(sock, stopping)`` serves one connection;
         ``stopping`` (a ``threading.Event``) is set at cleanup.
-    :ivar url: ``127.0.0.1:PORT``.
+    :ivar url: ``127.0.0.1:PORT`` (``[::1]:PORT`` on ``::1``).
+    :ivar port: the port.
     """
 
-    def __init__(self, behaviour):
+    def __init__(self, behaviour, host=memcached_fixture.HOST):
         super().__init__()
         self.behaviour = behaviour
+        self.host = host
 
     def _setUp(self):
         stopping = threading.Event()
@@ -134,8 +161,13 @@ class FakeServer(fixtures.Fixture):
             def handle(self):
                 behaviour(self.request, stopping)
 
-        self.server = _CountingServer((memcached_fixture.HOST, 0), Handler)
-        self.url = '%s:%d' % self.server.server_address[:2]
+        if ':' in self.host:
+            self.server = _CountingServer6((self.host, 0), Handler)
+            self.url = '[%s]:%d' % self.server.server_address[:2]
+        else:
+            self.server = _CountingServer((self.host, 0), Handler)
+            self.url = '%s:%d' % self.server.server_address[:2]
+        self.port = self.server.server_address[1]
         thread = threading.Thread(target=self.server.serve_forever,
                                   kwargs={'poll_interval': 0.05},
                                   daemon=True)

@@ -29,17 +29,30 @@ class InputError(ValueError):
         super().__init__('%s: %s' % (source, problem))
 
 
-def read_bytes(path, limit, cut=False):
+class TooLarge(InputError):
+    """A file larger than the limit of its reader.
+
+    :ivar size: its size in bytes, or at least what was read of it.
+    :ivar read: the bytes read of it before it was refused.
+    """
+
+    def __init__(self, source, limit, size, read):
+        super().__init__(source, 'larger than %d bytes' % limit)
+        self.size = size
+        self.read = read
+
+
+def read_bytes(path, limit, by_size=False):
     """Read a regular file of at most ``limit`` bytes, never blocking.
 
     The file is opened without blocking and must be a regular file: a FIFO,
     socket or device in its place is refused, not waited on.
 
-    :param cut: return the first ``limit + 1`` bytes of a larger file
-        instead of raising (the caller tells "too large" itself).
+    :param by_size: refuse a file whose size is over ``limit`` without
+        reading it (not for sysfs or procfs, whose sizes are made up).
     :raises FileNotFoundError: when it does not exist.
-    :raises InputError: when it cannot be read, is not a regular file, or
-        is larger than ``limit``.
+    :raises TooLarge: when it is larger than ``limit``.
+    :raises InputError: when it cannot be read or is not a regular file.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
@@ -49,13 +62,17 @@ def read_bytes(path, limit, cut=False):
         raise InputError(path, 'cannot read: %s' % (exc.strerror or exc))
     with os.fdopen(fd, 'rb') as handle:
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            size = os.fstat(fd)
+            if not stat.S_ISREG(size.st_mode):
                 raise InputError(path, 'cannot read: not a regular file')
+            size = size.st_size
+            if by_size and size > limit:
+                raise TooLarge(path, limit, size, 0)
             data = handle.read(limit + 1)
         except OSError as exc:
             raise InputError(path, 'cannot read: %s' % (exc.strerror or exc))
-    if len(data) > limit and not cut:
-        raise InputError(path, 'larger than %d bytes' % limit)
+    if len(data) > limit:
+        raise TooLarge(path, limit, max(size, len(data)), len(data))
     return data
 
 

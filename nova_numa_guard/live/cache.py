@@ -21,9 +21,12 @@ multi-create and requests that follow each other closely cost no round trip.
 The age of a payload is checked at every use.
 
 A request waits at most ``[numa_guard] cache_timeout`` for memcached and
-reads at most ``payload.MAX_RECORD_BYTES`` per candidate host; hosts whose
-server is down, or whose values could not be read within that budget, are
-judged on accounted data (the store failed, not their agents).
+reads at most its byte budget (:meth:`PayloadSource.byte_budget`: 4 KiB per
+candidate host, at least 64 KiB, at most 32 MiB). A value larger than
+``payload.MAX_RECORD_BYTES`` is refused from its header, unread: its host is
+missing live data (too large). Hosts whose server is down, or whose values
+could not be read within the budget, are judged on accounted data (the store
+failed, not their agents).
 """
 
 import time
@@ -37,6 +40,8 @@ class CacheSource(source.PayloadSource):
     """Live per-node memory that the agents publish in memcached."""
 
     max_bytes = payload.MAX_RECORD_BYTES
+    # A memory record is about 200 bytes for a 4-node host.
+    bytes_per_host = 4 * 1024
 
     def __init__(self, conf=None):
         super().__init__(conf)
@@ -70,7 +75,7 @@ class CacheSource(source.PayloadSource):
             keys.append(entry.key)
         try:
             found, unreachable, over_budget = self.store.get_multi(
-                keys, len(keys) * self.max_bytes)
+                keys, self.byte_budget(len(keys)), self.max_bytes)
         except store.StoreError as exc:
             raise source.Unavailable(str(exc))
         gaps = dict.fromkeys(unreachable, source.UNREACHABLE_HOST)
@@ -78,6 +83,11 @@ class CacheSource(source.PayloadSource):
         for host, key in zip(wanted, keys):
             value = found.get(key) if not gaps else \
                 gaps.get(key) or found.get(key)
+            if type(value) is store.TooLarge:
+                # Kept instead of the bytes, which were never read.
+                value = payload.Untrusted(payload.TOO_LARGE, '%d bytes, more '
+                                          'than %d' % (value.size,
+                                                       self.max_bytes))
             entry = entries[host]
             entry.fetched_at, entry.value = now, value
             if value is not None:
@@ -89,5 +99,5 @@ class CacheSource(source.PayloadSource):
         if verified:
             super().forget()
             return
-        for entry in self._hosts.values():
+        for entry in list(self._hosts.values()):
             entry.fetched_at = entry.value = None

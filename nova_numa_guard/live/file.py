@@ -16,7 +16,9 @@ Each file holds one payload as ``nova-numa-guard-agent --once --print``
 prints it. The files are read afresh at every scheduling request (no memo),
 so a test or a simulation can change them between requests. Only regular
 files are read, and never with a blocking open: a FIFO or a device in their
-place is refused, not waited on.
+place is refused, not waited on. A request reads at most its byte budget
+(:meth:`PayloadSource.byte_budget`) over all its hosts' files; the hosts
+whose files it leaves unread are judged on accounted data.
 """
 
 import os
@@ -42,19 +44,33 @@ class FileSource(source.PayloadSource):
             raise source.Unavailable('[numa_guard] live_data_path %s is not '
                                      'a directory' % self._path)
         values = {}
+        budget = self.byte_budget(len(entries))
         for host in entries:
             if not _SAFE_HOST.fullmatch(host) or '..' in host:
                 values[host] = payload.Untrusted(
                     payload.BAD_SCHEMA, 'host name %r cannot be a file name'
                     % host[:40])
                 continue
+            if budget <= 0:
+                values[host] = source.OVER_BUDGET_HOST
+                continue
             path = os.path.join(self._path, host + '.json')
             try:
-                # One byte more than allowed, so verify() sees "too big".
-                values[host] = inputs.read_bytes(path, self.max_bytes,
-                                                 cut=True)
+                data = inputs.read_bytes(path, min(self.max_bytes, budget),
+                                         by_size=True)
             except FileNotFoundError:
+                continue
+            except inputs.TooLarge as exc:
+                # Refused from its size, unread (cut if it grew meanwhile).
+                budget -= exc.read
+                values[host] = source.OVER_BUDGET_HOST \
+                    if exc.size <= self.max_bytes else payload.Untrusted(
+                        payload.TOO_LARGE, '%s: %d bytes, more than %d' % (
+                            path, exc.size, self.max_bytes))
                 continue
             except inputs.InputError as exc:
                 values[host] = payload.Untrusted(source.MISSING, str(exc))
+                continue
+            budget -= len(data)
+            values[host] = data
         return values

@@ -147,8 +147,6 @@ MEM_COLUMNS = ('id',) + _NODE_MB_KEYS
 _UNTOUCHED = 'guest_untouched_mb'
 _GUESTS = 'guests_mb'
 _PHYSNETS = 'physnets'
-# What a memory record keeps of a node.
-_RECORD_NODE_KEYS = ('id',) + _NODE_MB_KEYS + (_UNTOUCHED,)
 
 # Reason codes of Untrusted, stable for tests and log searches.
 TOO_LARGE = 'too large'

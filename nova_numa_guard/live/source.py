@@ -23,9 +23,14 @@ at the next request cost a comparison and the time rules), and logs what it
 ignores: one warning per reason at most every ``WARN_INTERVAL`` seconds, and
 one line each time the store becomes unreachable or reachable again.
 
-What a source keeps per host is bounded by the hosts nova still asks about:
-when it holds more than twice the hosts of a request (plus
-``_SPARE_HOSTS``), it keeps only the hosts of that request.
+What a source keeps per host is bounded by the hosts nova still asks about.
+When it holds more than twice the hosts of the largest request of the last
+``_KEEP_AGES`` times ``max_data_age`` (plus ``_SPARE_HOSTS``), it drops the
+hosts no request asked about in that time, then, if nova replaced that many
+compute nodes within it, the hosts asked about least recently. A small
+request (a forced host, a rebuild) evicts nothing the large ones need.
+Requests may run on several native threads: the per-host map is only ever
+read by key, inserted into, popped from, or copied.
 """
 
 import abc
@@ -42,10 +47,15 @@ LOG = logging.getLogger(__name__)
 
 WARN_INTERVAL = 60.0
 MISSING = 'missing'
+# The most a request may read from a store in all, whatever its hosts.
+MAX_REQUEST_BYTES = 32 * 1024 * 1024
 # Payloads up to this size are remembered as they are; a larger one (only
 # garbage is that large) by a digest.
 _REMEMBER_BYTES = 16384
 _SPARE_HOSTS = 1000
+# A host no request asked about for this many max_data_age is forgotten: its
+# payload has long been replaced.
+_KEEP_AGES = 2
 
 
 class LiveData:
@@ -142,14 +152,17 @@ class HostEntry:
     :ivar fetched_at: monotonic time of the last fetch (``cache`` memo).
     :ivar value: what that fetch returned (``cache`` memo).
     :ivar key: the host's store key (``cache``), once computed.
+    :ivar seen: monotonic time of the last request that asked about it.
     """
 
-    __slots__ = ('sign_key', 'mark', 'result', 'fetched_at', 'value', 'key')
+    __slots__ = ('sign_key', 'mark', 'result', 'fetched_at', 'value', 'key',
+                 'seen')
 
     def __init__(self, sign_key):
         self.sign_key = sign_key
         self.mark = self.result = self.value = self.key = None
         self.fetched_at = None
+        self.seen = 0.0
 
 
 class PayloadSource(MemorySource, metaclass=abc.ABCMeta):
@@ -162,6 +175,9 @@ class PayloadSource(MemorySource, metaclass=abc.ABCMeta):
     live = True
     # The largest stored value a host may have.
     max_bytes = payload.MAX_BYTES
+    # What a request may read per candidate host, on average (a full
+    # payload lists CPUs and devices).
+    bytes_per_host = 16 * 1024
 
     def __init__(self, conf=None):
         self._conf = cfg.CONF if conf is None else conf
@@ -173,6 +189,19 @@ class PayloadSource(MemorySource, metaclass=abc.ABCMeta):
         self._throttle = Throttle()
         self._down = None
         self._hosts = {}
+        # The largest request of the last _KEEP_AGES * max_data_age, and
+        # when it came.
+        self._peak = (0, 0.0)
+
+    def byte_budget(self, hosts):
+        """The bytes a request over ``hosts`` candidate hosts may read.
+
+        ``bytes_per_host`` per host, but at least one value of
+        ``max_bytes`` and at most ``MAX_REQUEST_BYTES``: a request of 10,000
+        hosts reads at most 32 MiB, whatever is planted in the store.
+        """
+        return min(max(hosts * self.bytes_per_host, self.max_bytes),
+                   MAX_REQUEST_BYTES)
 
     @abc.abstractmethod
     def fetch_raw(self, entries):
@@ -196,17 +225,37 @@ class PayloadSource(MemorySource, metaclass=abc.ABCMeta):
 
     def entries(self, host_names):
         """``{host: HostEntry}`` of the hosts, keeping the map bounded."""
+        now = time.monotonic()
         known = self._hosts
         entries = {}
         for host in host_names:
             entry = known.get(host)
             if entry is None:
-                entry = known[host] = HostEntry(
-                    payload.host_key(self._key, host) if self._key else None)
+                entry = known.setdefault(host, HostEntry(
+                    payload.host_key(self._key, host) if self._key else None))
+            entry.seen = now
             entries[host] = entry
-        if len(known) > 2 * len(entries) + _SPARE_HOSTS:
-            self._hosts = dict(entries)
+        keep = _KEEP_AGES * self._max_age
+        peak, peak_at = self._peak
+        if len(entries) >= peak or now - peak_at > keep:
+            peak, peak_at = self._peak = (len(entries), now)
+        if len(known) > 2 * peak + _SPARE_HOSTS:
+            self._prune(known, now - keep, peak + _SPARE_HOSTS)
         return entries
+
+    @staticmethod
+    def _prune(known, cutoff, size):
+        """Drop the hosts not asked about since ``cutoff``, then the least
+        recently asked about beyond ``size``; other threads may insert.
+        """
+        hosts = list(known.items())
+        for host, entry in hosts:
+            if entry.seen < cutoff:
+                known.pop(host, None)
+        if len(known) > size:
+            hosts = sorted(list(known.items()), key=lambda item: item[1].seen)
+            for host, _ in hosts[:len(hosts) - size]:
+                known.pop(host, None)
 
     def _live(self, host_names):
         entries = self.entries(host_names)

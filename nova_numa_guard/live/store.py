@@ -30,7 +30,13 @@ of dogpile's or oslo.cache's internals runs inside nova-scheduler:
   request longer than the deadline.
 * Every fetch has a **byte budget**: whatever is planted in memcached, a
   request reads at most that many bytes (each server a share in proportion
-  to its keys, plus one read of the socket).
+  to its keys), and no value larger than ``max_value``: such a value is
+  refused from its ``VALUE`` line (:class:`TooLarge`), and its bytes are
+  skipped unread when the budget affords them, else the connection is
+  closed and the keys not read yet are reported as over budget. No byte of
+  a reply is copied more than twice, whatever the sizes of the reads.
+* A value for a key the call did not ask for (a misbehaving server) is
+  skipped; only a reply that is not memcached's protocol fails the server.
 * The servers of a fetch are read at the same time (a thread per server
   but the first), so a server that hangs costs only its own keys.
 * A server that fails (refused, timed out, reset, garbled) is left alone
@@ -38,6 +44,14 @@ of dogpile's or oslo.cache's internals runs inside nova-scheduler:
   an outage costs one request at most one deadline. A pooled connection the
   server closed while it was idle (memcached restarted) is retried once on
   a new one first.
+* Server names are resolved off the request's thread, at first use and
+  again after the server failed, and a call waits for that no longer than
+  its deadline; numeric addresses never wait. The address family is what
+  ``getaddrinfo`` gives (``host:port``, ``[v6addr]:port``,
+  ``inet6:[v6addr]:port``, ``unix:/path``, as oslo.cache and pymemcache
+  take them), every address it gives is tried in turn, and TLS (``[cache]
+  tls_enabled``) applies to TCP servers only, as in pymemcache: a unix
+  socket is local and has no host name to check.
 
 redis is not supported: memcached is what OpenStack deployments already run
 for keystonemiddleware and oslo.cache, and one store whose every byte and
@@ -62,6 +76,8 @@ DEAD_SECONDS = 10.0
 BATCH = 100
 # Bytes asked of the socket per read.
 RECV_SIZE = 256 * 1024
+# The longest reply line: "VALUE <key of 250> <flags> <bytes>".
+_MAX_LINE = 512
 # Idle connections kept per server.
 POOL_SIZE = 4
 # How long a call waits past its deadline for a server's reader thread
@@ -88,6 +104,23 @@ class BudgetExceeded(OSError):
 
 class ProtocolError(OSError):
     """A server answered something memcached does not say."""
+
+
+class TooLarge:
+    """A value larger than the call's ``max_value``, refused unread.
+
+    :meth:`MemcacheStore.get_multi` returns it instead of the bytes.
+
+    :ivar size: the size the server announced, in bytes.
+    """
+
+    __slots__ = ('size',)
+
+    def __init__(self, size):
+        self.size = size
+
+    def __repr__(self):
+        return 'TooLarge(%d)' % self.size
 
 
 def key(prefix, host):
@@ -140,14 +173,18 @@ class _BoundedSocket:
         self._sock.sendall(data)
 
     def recv(self, size):
+        """At most ``size`` bytes, and never more than the budget left."""
         limits = self._limits
+        budget = limits.budget
+        if budget < size:
+            if budget <= 0:
+                raise BudgetExceeded('byte budget of the fetch exceeded')
+            size = int(budget)
         self._sock.settimeout(limits.remaining())
         data = self._sock.recv(size)
         if not data:
             raise ConnectionResetError('the server closed the connection')
-        limits.budget -= len(data)
-        if limits.budget < 0:
-            raise BudgetExceeded('byte budget of the fetch exceeded')
+        limits.budget = budget - len(data)
         return data
 
     def close(self):
@@ -168,24 +205,7 @@ class _Connection:
 
     def _socket(self):
         if self._sock is None:
-            address = self._server.address
-            if isinstance(address, str):
-                raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            else:
-                family = socket.AF_INET6 if ':' in address[0] else \
-                    socket.AF_INET
-                raw = socket.socket(family, socket.SOCK_STREAM)
-                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self._server.tls is not None:
-                raw = self._server.tls.wrap_socket(
-                    raw, server_hostname=address[0])
-            sock = _BoundedSocket(raw, self.limits)
-            try:
-                sock.connect(address)
-            except BaseException:
-                sock.close()
-                raise
-            self._sock = sock
+            self._sock = self._server.connect(self.limits)
         return self._sock
 
     def close(self):
@@ -196,53 +216,85 @@ class _Connection:
                 pass
             self._sock = None
 
-    def get_many(self, keys):
-        """``{key: bytes}`` of the keys found; one pipelined round trip.
+    def get_many(self, keys, max_value, found):
+        """Add to ``found`` the keys found; one pipelined round trip.
 
+        A value larger than ``max_value`` bytes is not read: ``found`` gets
+        a :class:`TooLarge` for it. Values of keys not asked for are skipped.
+
+        :raises BudgetExceeded: when the byte budget ran out; ``found``
+            holds what was read before.
         :raises OSError: on any socket or protocol failure (the connection
             is then closed).
         """
         try:
-            return self._get_many(keys)
+            self._get_many(keys, max_value, found)
         except BaseException:
             self.close()
             raise
 
-    def _get_many(self, keys):
+    def _get_many(self, keys, max_value, found):
         sock = self._socket()
         batches = [keys[i:i + BATCH] for i in range(0, len(keys), BATCH)]
         sock.sendall(b''.join(
             b'get ' + ' '.join(batch).encode('ascii') + b'\r\n'
             for batch in batches))
-        found = {}
+        wanted = set(keys)
         ends = 0
+        # The reply from ``pos`` on. A read appends to what is left of a
+        # line (at most _MAX_LINE bytes); the reads of a value are joined
+        # once: no byte is copied more than twice, whatever the read sizes.
         buf = b''
         pos = 0
         while ends < len(batches):
             line_end = buf.find(b'\r\n', pos)
             if line_end < 0:
+                if len(buf) - pos > _MAX_LINE:
+                    raise ProtocolError('a reply line longer than %d bytes'
+                                        % _MAX_LINE)
                 buf = buf[pos:] + sock.recv(RECV_SIZE)
                 pos = 0
                 continue
-            if line_end == pos + 3 and buf[pos:line_end] == b'END':
+            if line_end == pos + 3 and buf.startswith(b'END', pos):
                 ends += 1
                 pos = line_end + 2
                 continue
             fields = buf[pos:line_end].split()
-            if len(fields) != 4 or fields[0] != b'VALUE':
+            if (len(fields) != 4 or fields[0] != b'VALUE' or
+                    not fields[3].isdigit()):
                 raise ProtocolError('unexpected reply %r' %
-                                    bytes(buf[pos:line_end][:40]))
+                                    buf[pos:line_end][:40])
+            name = fields[1].decode('latin-1')
             size = int(fields[3])
-            if not 0 <= size <= _MAX_VALUE:
-                raise ProtocolError('a value of %d bytes' % size)
             start = line_end + 2
-            while len(buf) < start + size + 2:
-                buf = buf[pos:] + sock.recv(RECV_SIZE)
-                start -= pos
-                pos = 0
-            found[fields[1].decode('ascii')] = buf[start:start + size]
-            pos = start + size + 2
-        return found
+            end = start + size
+            missing = end + 2 - len(buf)
+            if size > max_value or name not in wanted:
+                # Too large, or not asked for: skipped unread, and only if
+                # the budget affords it.
+                if name in wanted:
+                    found[name] = TooLarge(size)
+                if missing > self.limits.budget:
+                    raise BudgetExceeded('a value of %d bytes past the byte '
+                                         'budget' % size)
+                pos = end + 2
+                if missing > 0:
+                    buf, pos = b'', 0
+                    while missing > 0:
+                        missing -= len(sock.recv(min(missing, RECV_SIZE)))
+                continue
+            if missing > 0:
+                chunks = [buf[start:]]
+                while missing > 0:
+                    chunks.append(sock.recv(max(missing, RECV_SIZE)))
+                    missing -= len(chunks[-1])
+                buf = b''.join(chunks)
+                start, end = 0, size
+            if not buf.startswith(b'\r\n', end):
+                raise ProtocolError('a value of %d bytes not followed by '
+                                    'CRLF' % size)
+            found[name] = buf[start:end]
+            pos = end + 2
 
     def set_many(self, items, ttl):
         """Store ``{key: bytes}``; returns the keys not stored.
@@ -256,11 +308,20 @@ class _Connection:
                                                 len(value), value)
                 for k, value in items.items()))
             failed = []
-            buf = b''
+            buf = bytearray()
+            pos = 0
             for k in items:
-                while b'\r\n' not in buf:
+                line_end = buf.find(b'\r\n', pos)
+                while line_end < 0:
+                    if len(buf) - pos > _MAX_LINE:
+                        raise ProtocolError('a reply line longer than %d '
+                                            'bytes' % _MAX_LINE)
+                    del buf[:pos]
+                    pos = 0
                     buf += sock.recv(4096)
-                line, buf = buf.split(b'\r\n', 1)
+                    line_end = buf.find(b'\r\n')
+                line = bytes(buf[pos:line_end])
+                pos = line_end + 2
                 if line != b'STORED':
                     if not line.startswith(b'NOT_STORED'):
                         raise ProtocolError('unexpected reply %r' % line[:40])
@@ -272,22 +333,107 @@ class _Connection:
 
 
 class _Server:
-    """One memcached server: a small pool of connections and its health."""
+    """One memcached server: its addresses, a small pool of connections and
+    its health.
+
+    :ivar address: ``(host, port)``, or the path of a unix socket.
+    """
 
     def __init__(self, name, tls_context):
         self.name = name
+        self._family = socket.AF_UNSPEC
+        self._numeric = True
         if name.startswith('unix:'):
             self.address = name[len('unix:'):]
+            self._resolved = [(socket.AF_UNIX, self.address)]
+            # pymemcache too speaks plainly to a unix socket.
+            tls_context = None
         else:
-            host, _, port = name[len('inet6:'):].rpartition(':') \
-                if name.startswith('inet6:') else name.rpartition(':')
+            if name.startswith('inet6:'):
+                name = name[len('inet6:'):]
+                self._family = socket.AF_INET6
+            host, _, port = name.rpartition(':')
+            host = host.strip('[]')
             if not host:
                 raise ValueError(name)
-            self.address = (host.strip('[]'), int(port))
+            self.address = (host, int(port))
+            try:
+                # An address, not a name: no lookup, nothing to wait for.
+                self._resolved = _addresses(self, socket.AI_NUMERICHOST)
+            except (OSError, UnicodeError):
+                self._resolved = None
+                self._numeric = False
         self.tls = tls_context
         self._idle = []
         self._lock = threading.Lock()
+        self._lookup = None
+        self._lookup_error = None
         self.dead_until = 0.0
+
+    def connect(self, limits):
+        """A new connected :class:`_BoundedSocket`, within ``limits``.
+
+        :raises OSError: when no address of the server can be connected.
+        """
+        error = None
+        for family, sockaddr in self._addresses(limits):
+            raw = socket.socket(family, socket.SOCK_STREAM)
+            sock = _BoundedSocket(raw, limits)
+            try:
+                if family != socket.AF_UNIX:
+                    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self.tls is not None:
+                    sock = _BoundedSocket(self.tls.wrap_socket(
+                        raw, server_hostname=self.address[0]), limits)
+                sock.connect(sockaddr)
+                return sock
+            except OSError as exc:
+                sock.close()
+                error = exc
+            except BaseException:
+                sock.close()
+                raise
+        raise error
+
+    def _addresses(self, limits):
+        """``[(family, sockaddr)]``, looked up off this thread if need be.
+
+        The lookup runs in a thread of its own (one at a time per server),
+        so that a resolver that hangs holds no call past its deadline.
+        """
+        resolved = self._resolved
+        if resolved is not None:
+            return resolved
+        with self._lock:
+            done = self._lookup
+            if done is None:
+                done = self._lookup = threading.Event()
+                threading.Thread(target=self._resolve, args=(done,),
+                                 daemon=True).start()
+        if not done.wait(limits.remaining()):
+            raise socket.timeout('%s not resolved by the deadline' %
+                                 self.address[0])
+        resolved = self._resolved
+        if resolved is None:
+            raise OSError(self._lookup_error)
+        return resolved
+
+    def _resolve(self, done):
+        try:
+            self._resolved = _addresses(self)
+        except Exception as exc:
+            self._lookup_error = 'cannot resolve %s: %s' % (
+                self.address[0], _one_line(exc))
+        finally:
+            with self._lock:
+                self._lookup = None
+            done.set()
+
+    def failed(self):
+        """Leave the server alone for a while; look its name up again."""
+        self.dead_until = time.monotonic() + DEAD_SECONDS
+        if not self._numeric and isinstance(self.address, tuple):
+            self._resolved = None
 
     def connection(self):
         """``(connection, pooled)``: an idle connection, or a new one."""
@@ -356,7 +502,7 @@ class MemcacheStore:
             by_server.setdefault(self._ring.get_node(k), []).append(k)
         return by_server
 
-    def get_multi(self, keys, max_bytes):
+    def get_multi(self, keys, max_bytes, max_value=_MAX_VALUE):
         """Fetch ``keys`` within one deadline and ``max_bytes``.
 
         The servers are read at the same time, each until the call's
@@ -364,9 +510,12 @@ class MemcacheStore:
         keys: a server that hangs, trickles or serves planted values costs
         its own keys only.
 
+        :param max_value: the largest value read; a larger one is refused
+            from its header, unread.
         :returns: ``(values, unreachable, over_budget)``: ``{key: bytes}``
-            of the keys found; the keys whose server failed or is left
-            alone; the keys not read because the byte budget ran out.
+            of the keys found (a :class:`TooLarge` for a value larger than
+            ``max_value``); the keys whose server failed or is left alone;
+            the keys not read because the byte budget ran out.
         :raises StoreError: when no server could be read at all.
         """
         deadline = time.monotonic() + self.timeout
@@ -385,7 +534,8 @@ class MemcacheStore:
             share = max_bytes * len(server_keys) // len(keys)
             try:
                 results[name] = self._fetch(self._servers[name],
-                                            server_keys, deadline, share)
+                                            server_keys, deadline, share,
+                                            max_value)
             except Exception as exc:
                 results[name] = exc
 
@@ -401,10 +551,12 @@ class MemcacheStore:
         failures = []
         for name, server_keys in by_server.items():
             result = results.get(name)
-            if isinstance(result, dict):
-                values.update(result)
-            elif isinstance(result, BudgetExceeded):
-                over_budget.extend(server_keys)
+            if type(result) is tuple:
+                found, cut = result
+                values.update(found)
+                if cut:
+                    over_budget.extend(k for k in server_keys
+                                       if k not in found)
             else:
                 failures.append('%s: %s' % (name, 'no answer by the deadline'
                                             if result is None
@@ -414,30 +566,34 @@ class MemcacheStore:
             raise StoreError('; '.join(failures))
         return values, unreachable, over_budget
 
-    def _fetch(self, server, keys, deadline, max_bytes):
+    def _fetch(self, server, keys, deadline, max_bytes, max_value):
+        """``(found, cut)``: cut when the byte budget ran out first.
+
+        :raises StoreError: when the server failed (it is left alone).
+        """
         connection, pooled = server.connection()
         limits = connection.limits
         limits.deadline = deadline
         limits.budget = max_bytes
+        found = {}
         try:
             try:
-                found = connection.get_many(keys)
+                connection.get_many(keys, max_value, found)
             except _STALE:
                 # A pooled connection the server closed while it was idle
                 # (memcached restarted): once more, on a new one.
                 if not pooled or limits.budget < max_bytes:
                     raise
-                found = connection.get_many(keys)
+                connection.get_many(keys, max_value, found)
         except BudgetExceeded:
-            raise
+            return found, True
         except (OSError, ValueError) as exc:
-            # ValueError: a reply that is not memcached's (garbled sizes).
-            server.dead_until = time.monotonic() + DEAD_SECONDS
+            server.failed()
             raise StoreError(_one_line(exc))
         finally:
             limits.deadline = limits.budget = float('inf')
         server.release(connection)
-        return found
+        return found, False
 
     def set_many(self, items, ttl):
         """Store ``{key: bytes}`` with a TTL in seconds; one deadline.
@@ -462,6 +618,20 @@ class MemcacheStore:
             if failed:
                 raise StoreError('%s did not store %s' % (
                     name, ', '.join(sorted(failed))))
+
+
+def _addresses(server, flags=0):
+    """``[(family, sockaddr)]`` of a TCP server, as getaddrinfo gives them.
+
+    :raises OSError: when it cannot be resolved.
+    """
+    host, port = server.address
+    found = []
+    for family, _, _, _, sockaddr in socket.getaddrinfo(
+            host, port, server._family, socket.SOCK_STREAM, 0, flags):
+        if (family, sockaddr) not in found:
+            found.append((family, sockaddr))
+    return found
 
 
 def _tls_context(opts):

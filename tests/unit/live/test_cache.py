@@ -64,9 +64,9 @@ class CacheSourceTestCase(base.LiveSourceTestCase):
         self.round_trips = []
         real = store._Connection.get_many
 
-        def counting(connection, keys):
+        def counting(connection, keys, *args):
             self.round_trips.append(len(keys))
-            return real(connection, keys)
+            return real(connection, keys, *args)
         self.useFixture(fixtures.MockPatchObject(
             store._Connection, 'get_many', counting))
 
@@ -256,25 +256,32 @@ class CacheSourceTest(CacheSourceTestCase):
                       self.log.output)
 
     def test_record_larger_than_the_limit_is_too_large(self):
-        """Ensures a well-formed record over MAX_RECORD_BYTES is refused."""
+        """Ensures a well-formed record over MAX_RECORD_BYTES is refused.
+
+        It is refused from its header, unread; forty hosts afford skipping
+        its bytes, so the host after it is read.
+        """
         big = base.two_node_payload('compute1')
         big['padding'] = 'x' * payload.MAX_RECORD_BYTES
         self.publish('compute1', raw=payload.encode(big))
         self.publish('compute2')
-        # Five hosts: a budget of five records, enough to read it.
-        data = self.source.live_data(['compute%d' % i for i in range(1, 6)])
+        data = self.source.live_data(['compute%d' % i for i in range(1, 41)])
         self.assertEqual(payload.TOO_LARGE, code(data.missing['compute1']))
         self.assertIn('more than %d' % payload.MAX_RECORD_BYTES,
                       data.missing['compute1'])
         self.assertEqual(['compute2'], list(data.hosts))
+        # What is kept of it is the refusal, not its bytes.
+        self.assertIsInstance(self.source._hosts['compute1'].value,
+                              payload.Untrusted)
 
     def test_hosts_past_the_byte_budget_are_judged_on_accounted_data(self):
-        """Ensures a planted 1 MiB value does not cost more than the budget.
+        """Ensures a planted 1 MiB value costs no more than the budget.
 
-        Three hosts may cost three records: the planted value and the hosts
-        read after it are not read; the store failed them, so they are
-        judged on accounted data (not as missing), with a warning. A request
-        large enough to afford it reads it and refuses that host only.
+        Its header says it is larger than a record: it is refused unread
+        (too large). Three hosts cannot afford to skip its bytes, so the
+        hosts read after it are not read either; the store failed them, so
+        they are judged on accounted data (not as missing), with a warning.
+        A request large enough to afford skipping it reads them.
         """
         self.flags(live_data_memo_seconds=0)
         source = live.load('cache')
@@ -291,17 +298,19 @@ class CacheSourceTest(CacheSourceTestCase):
             'nova_numa_guard.live.store._BoundedSocket.recv', counting))
         hosts = ['compute1', 'compute2', 'compute3']
         data = source.live_data(hosts)
-        self.assertLessEqual(sum(received), 3 * payload.MAX_RECORD_BYTES +
-                             store.RECV_SIZE)
+        self.assertLessEqual(sum(received), source.byte_budget(3))
         self.assertEqual({}, data.hosts)
-        self.assertEqual({}, data.missing)
-        self.assertIn('3 of 3 host(s) could not be read (e.g. compute1): the '
+        self.assertEqual(['compute1'], list(data.missing))
+        self.assertEqual(payload.TOO_LARGE, code(data.missing['compute1']))
+        self.assertIn('2 of 3 host(s) could not be read (e.g. compute2): the '
                       'store holds values too large to read within the byte '
                       'budget of the request; judging them on accounted '
                       'memory', self.log.output)
-        # Twenty hosts afford 1.25 MiB: only the planted host is refused.
-        hosts += ['compute%d' % i for i in range(4, 21)]
+        # 300 hosts afford 1.2 MiB: only the planted host is refused.
+        hosts += ['compute%d' % i for i in range(4, 301)]
+        del received[:]
         data = source.live_data(hosts)
+        self.assertLessEqual(sum(received), source.byte_budget(300))
         self.assertEqual(['compute2', 'compute3'], sorted(data.hosts))
         self.assertEqual(payload.TOO_LARGE, code(data.missing['compute1']))
 

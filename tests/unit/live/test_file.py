@@ -21,6 +21,7 @@ import weakref
 import fixtures
 from nova import objects
 
+from nova_numa_guard import inputs
 from nova_numa_guard import live
 from nova_numa_guard.live import accounted
 from nova_numa_guard.live import payload
@@ -95,6 +96,57 @@ class FileSourceTest(FileSourceTestCase):
              'other': payload.WRONG_HOST, 'big': payload.TOO_LARGE,
              'junk': payload.NOT_JSON, '../etc/passwd': payload.BAD_SCHEMA},
             {h: code(r) for h, r in data.missing.items()})
+
+    def test_files_are_read_within_the_byte_budget(self):
+        """Ensures a request reads no more than its budget over its files.
+
+        A file over the size limit is refused unread (too large); the hosts
+        whose files the budget cannot afford are judged on accounted data
+        (neither trusted nor missing). Budget: 1 KiB a host, 2 KiB at least.
+        """
+        source = live.load('file')
+        self.useFixture(fixtures.MockPatchObject(source, 'max_bytes', 2048))
+        self.useFixture(fixtures.MockPatchObject(source, 'bytes_per_host',
+                                                 1024))
+        read = []
+        real = inputs.read_bytes
+
+        def counting(path, limit, **kwargs):
+            data = real(path, limit, **kwargs)
+            read.append(len(data))
+            return data
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_numa_guard.inputs.read_bytes', counting))
+        # Two payloads fit in 1 KiB, three do not.
+        size = len(payload.encode(base.two_node_payload('compute1')))
+        self.assertTrue(1024 // 3 < size <= 1024 // 2, size)
+        pad = b' ' * 2048
+        cases = [
+            # (files before the four payloads, hosts' fate)
+            ({}, {}),
+            ({'big': pad + b' '}, {'big': payload.TOO_LARGE}),
+            # 7 KiB for 7 hosts: 1 KiB left after the pads.
+            ({'pad1': pad, 'pad2': pad, 'pad3': pad},
+             {'pad1': payload.NOT_JSON, 'pad2': payload.NOT_JSON,
+              'pad3': payload.NOT_JSON, 'compute3': 'gap',
+              'compute4': 'gap'}),
+        ]
+        hosts = ['compute%d' % i for i in range(1, 5)]
+        for host in hosts:
+            self.write(host)
+        for extra, fates in cases:
+            for host, raw in extra.items():
+                self.write(host, raw=raw)
+            del read[:]
+            data = source.live_data(list(extra) + hosts)
+            self.assertLessEqual(sum(read),
+                                 source.byte_budget(len(extra) + 4))
+            got = {host: code(reason) for host, reason in
+                   data.missing.items()}
+            got.update({host: 'gap' for host in list(extra) + hosts
+                        if host not in data.hosts and host not in got})
+            self.assertEqual(fates, got, extra)
+            self.assertEqual(set(hosts) - set(fates), set(data.hosts))
 
     def test_host_names_that_are_no_file_names_are_refused(self):
         """Ensures a host name is a plain file name or not read at all.

@@ -21,10 +21,14 @@ import logging
 import os
 import pickle
 import socket
+import ssl
 import subprocess
+import threading
 import time
 
 import fixtures
+import hypothesis
+from hypothesis import strategies as st
 from oslo_cache import core as cache_core
 from oslo_config import fixture as config_fixture
 from pymemcache.client import base as pymemcache_base
@@ -206,6 +210,185 @@ class RoundTripTest(StoreTestCase):
                          mstore.get_multi(['k1'], MIB)[0])
         self.assertEqual([server.path], self.connects)
 
+    def test_unix_socket_server_with_tls_enabled(self):
+        """Ensures TLS is for TCP servers: a unix socket is spoken plainly.
+
+        As pymemcache does: a unix socket has no host name to check, and
+        memcached serves TLS over TCP.
+        """
+        server = self.useFixture(UnixMemcached())
+        mstore = store.MemcacheStore(['unix:' + server.path], SAFE_TIMEOUT,
+                                     ssl.create_default_context())
+        mstore.set_many({'k1': b'over a unix socket'}, 60)
+        self.assertEqual({'k1': b'over a unix socket'},
+                         mstore.get_multi(['k1'], MIB)[0])
+
+
+class _Wire:
+    """A socket whose replies come from a script, ``chunk`` bytes a read.
+
+    :ivar read: the bytes handed out so far.
+    """
+
+    def __init__(self, reply, chunk=store.RECV_SIZE):
+        self.reply, self.chunk, self.read = reply, chunk, 0
+
+    def settimeout(self, timeout):
+        pass
+
+    def sendall(self, data):
+        pass
+
+    def recv(self, size):
+        data = self.reply[self.read:self.read + min(size, self.chunk)]
+        self.read += len(data)
+        return data
+
+    def close(self):
+        pass
+
+
+def _value(key, value):
+    return b'VALUE %s 0 %d\r\n%s\r\n' % (key.encode(), len(value), value)
+
+
+def parse(reply, keys, max_value=MIB, budget=float('inf'),
+          chunk=store.RECV_SIZE):
+    """``(found, error, bytes read)`` of one reply to a get of ``keys``."""
+    connection = store._Connection(store._Server('127.0.0.1:1', None))
+    wire = _Wire(reply, chunk)
+    connection._sock = store._BoundedSocket(wire, connection.limits)
+    connection.limits.budget = budget
+    found = {}
+    try:
+        connection.get_many(keys, max_value, found)
+    except OSError as exc:
+        return found, exc, wire.read
+    return found, None, wire.read
+
+
+class ParserTest(testcase.TestCase):
+    """The reply parser against scripted replies (no network)."""
+
+    def assert_found(self, expected, found):
+        """``found`` is ``expected``, where a TooLarge is given as its size.
+        """
+        self.assertEqual(expected, {
+            k: v.size if isinstance(v, store.TooLarge) else v
+            for k, v in found.items()})
+
+    def test_values_over_max_value_are_refused_unread(self):
+        """Ensures a value over max_value is refused from its header.
+
+        Its bytes are skipped unread when the budget affords them (the keys
+        after it are read); otherwise the parser stops before them and the
+        budget is not exceeded. Either way only its size is kept.
+        """
+        big = b'x' * 5000
+        reply = (_value('k1', b'small') + _value('k2', big) +
+                 _value('k3', b'after') + b'END\r\n')
+        header = len(_value('k1', b'small')) + len(b'VALUE k2 0 5000\r\n')
+        cases = [
+            # (max_value, budget, chunk, found, stopped)
+            (4999, float('inf'), 7, {'k1': b'small', 'k2': 5000,
+                                     'k3': b'after'}, False),
+            (4999, len(reply), store.RECV_SIZE, {
+                'k1': b'small', 'k2': 5000, 'k3': b'after'}, False),
+            (4999, header + 100, 7, {'k1': b'small', 'k2': 5000}, True),
+            (4999, header + 100, store.RECV_SIZE, {'k1': b'small',
+                                                   'k2': 5000}, True),
+            (5000, len(reply), 7, {'k1': b'small', 'k2': big,
+                                   'k3': b'after'}, False),
+        ]
+        for max_value, budget, chunk, expected, stopped in cases:
+            found, error, read = parse(reply, ['k1', 'k2', 'k3'],
+                                       max_value, budget, chunk)
+            self.assert_found(expected, found)
+            self.assertLessEqual(read, budget)
+            if stopped:
+                self.assertIsInstance(error, store.BudgetExceeded)
+                self.assertLess(read, header + len(big))
+            else:
+                self.assertIsNone(error)
+
+    def test_keys_not_asked_for_are_skipped(self):
+        """Ensures a value for a key not asked for is skipped, not kept."""
+        cases = [
+            _value('other', b'planted') + _value('k1', b'v1') + b'END\r\n',
+            _value('k1', b'v1') + _value('other', b'planted') + b'END\r\n',
+            _value('k\xff', b'planted') + _value('k1', b'v1') + b'END\r\n',
+            _value('other', b'x' * 3000) + _value('k1', b'v1') +
+            b'END\r\n',
+        ]
+        for reply in cases:
+            for chunk in (1, 5, store.RECV_SIZE):
+                found, error, _ = parse(reply, ['k1'], chunk=chunk)
+                self.assertIsNone(error)
+                self.assertEqual({'k1': b'v1'}, found)
+
+    def test_replies_that_are_not_memcached_s_fail(self):
+        """Ensures an unparseable reply raises ProtocolError, one line."""
+        cases = [
+            b'VALUE k1 0 notanumber\r\nxx\r\nEND\r\n',
+            b'VALUE k1 0 -1\r\nEND\r\n',
+            b'VALUE k1 0 1_0\r\n0123456789\r\nEND\r\n',
+            b'VALUE k1 0\r\nEND\r\n',
+            b'SERVER_ERROR out of memory\r\n',
+            b'VALUE k1 0 2\r\nabcEND\r\n',
+            b'VALUE k1 0 2' + b' ' * 1000,
+            b'\r\n',
+        ]
+        for reply in cases:
+            found, error, read = parse(reply, ['k1'], chunk=3)
+            self.assertIsInstance(error, store.ProtocolError, reply)
+            self.assertEqual(1, len(str(error).splitlines()))
+            self.assertLessEqual(read, 1024)
+
+    def test_budget_is_never_exceeded(self):
+        """Ensures the bytes read never pass the budget, not even by a read.
+        """
+        reply = b''.join(_value('k%d' % i, b'v' * 1000) for i in range(100))
+        for budget in (0, 1, 999, 5000, 50000):
+            found, error, read = parse(reply + b'END\r\n',
+                                       ['k%d' % i for i in range(100)],
+                                       budget=budget)
+            self.assertLessEqual(read, budget)
+            self.assertIsInstance(error, store.BudgetExceeded)
+            self.assertEqual(
+                {'k%d' % i: b'v' * 1000 for i in range(len(found))}, found)
+
+    @hypothesis.settings(max_examples=300, deadline=None, derandomize=True)
+    @hypothesis.given(
+        st.lists(st.one_of(
+            st.tuples(st.sampled_from(['k1', 'k2', 'k3', 'other', 'k\xe9']),
+                      st.binary(max_size=300)).map(lambda kv: _value(*kv)),
+            st.just(b'END\r\n'),
+            st.binary(max_size=40),
+            st.builds(lambda key, size, tail: b'VALUE %s 0 %s\r\n%s' % (
+                key, size, tail),
+                st.sampled_from([b'k1', b'k2', b'\xff']),
+                st.sampled_from([b'0', b'10', b'200', b'99999999', b'-3',
+                                 b'1e3', b'\xd9\xa3', b'']),
+                st.binary(max_size=20))),
+            max_size=12),
+        st.integers(min_value=0, max_value=400),
+        st.integers(min_value=0, max_value=3000),
+        st.integers(min_value=1, max_value=600))
+    def test_bad_replies_never_escape_nor_overread(self, parts, max_value,
+                                                   budget, chunk):
+        """Ensures any reply yields only asked keys or an OSError, in budget.
+        """
+        found, error, read = parse(b''.join(parts), ['k1', 'k2', 'k3'],
+                                   max_value, budget, chunk)
+        self.assertLessEqual(read, budget)
+        self.assertLessEqual(set(found), {'k1', 'k2', 'k3'})
+        for value in found.values():
+            if isinstance(value, store.TooLarge):
+                self.assertGreater(value.size, max_value)
+            else:
+                self.assertIs(bytes, type(value))
+                self.assertLessEqual(len(value), max_value)
+
 
 class DeadlineTest(StoreTestCase):
     """One deadline per call; a failed server is left alone."""
@@ -382,8 +565,7 @@ class BudgetTest(StoreTestCase):
         max_bytes = 2 * MIB + MIB // 2
         del self.received[:]
         values, unreachable, over_budget = mstore.get_multi(keys, max_bytes)
-        self.assertLessEqual(sum(self.received),
-                             max_bytes + store.RECV_SIZE)
+        self.assertLessEqual(sum(self.received), max_bytes)
         self.assertEqual([], unreachable)
         self.assertTrue(over_budget)
         self.assertEqual(set(keys), set(values) | set(over_budget))
@@ -403,10 +585,29 @@ class BudgetTest(StoreTestCase):
         max_bytes = 4 * MIB
         del self.received[:]
         values, unreachable, over_budget = mstore.get_multi(keys, max_bytes)
-        self.assertLessEqual(sum(self.received),
-                             max_bytes + 2 * store.RECV_SIZE)
+        self.assertLessEqual(sum(self.received), max_bytes)
         self.assertEqual([], unreachable)
         self.assertEqual(set(keys), set(values) | set(over_budget))
+
+    def test_values_over_max_value_are_refused(self):
+        """Ensures get_multi refuses values over max_value, unread."""
+        mstore = store.MemcacheStore([self.memcached.url], SAFE_TIMEOUT)
+        keys = self.keys(3)
+        mstore.set_many({keys[0]: b'x' * MIB, keys[1]: b'small',
+                         keys[2]: b'y' * 1000}, 60)
+        del self.received[:]
+        values, unreachable, over_budget = mstore.get_multi(
+            keys, 64 * 1024, max_value=1000)
+        self.assertLessEqual(sum(self.received), 64 * 1024)
+        self.assertEqual(([], [keys[1], keys[2]]), (unreachable,
+                                                    over_budget))
+        self.assertEqual([keys[0]], list(values))
+        self.assertEqual(MIB, values[keys[0]].size)
+        # With a budget that affords skipping it, the others are read.
+        values = mstore.get_multi(keys, 2 * MIB, max_value=1000)[0]
+        self.assertEqual(b'small', values[keys[1]])
+        self.assertEqual(b'y' * 1000, values[keys[2]])
+        self.assertIsInstance(values[keys[0]], store.TooLarge)
 
     def test_small_values_fit_the_budget(self):
         """Ensures values within the budget all come back."""
@@ -417,6 +618,97 @@ class BudgetTest(StoreTestCase):
             keys, len(keys) * 1024)
         self.assertEqual(100, len(values))
         self.assertEqual(([], []), (unreachable, over_budget))
+
+
+class ImpostorTest(StoreTestCase):
+    """A server that answers keys it was not asked for."""
+
+    def test_values_for_other_servers_keys_are_ignored(self):
+        """Ensures a server cannot answer for another server's keys.
+
+        The impostor answers, before its own keys, every key of the healthy
+        server with a value of its own: only the healthy server's values
+        are kept, and the impostor's own keys still come back.
+        """
+        healthy = self.useFixture(memcached_fixture.Memcached())
+        keys = self.keys(40)
+        foreign = []
+        server = self.useFixture(fake_memcached.FakeServer(
+            fake_memcached.impostor(foreign)))
+        mstore = store.MemcacheStore([healthy.url, server.url], SAFE_TIMEOUT)
+        theirs, mine = self.split(mstore, keys, server.url)
+        foreign.extend(mine)
+        writer = store.MemcacheStore([healthy.url], SAFE_TIMEOUT)
+        writer.set_many({k: b'true' for k in mine}, 60)
+        values, unreachable, over_budget = mstore.get_multi(keys, MIB)
+        self.assertEqual(([], []), (unreachable, over_budget))
+        expected = {k: b'true' for k in mine}
+        expected.update({k: k.encode() for k in theirs})
+        self.assertEqual(expected, values)
+
+
+class ResolveTest(StoreTestCase):
+    """Server names: looked up once, off the request's thread, bounded."""
+
+    def setUp(self):
+        super().setUp()
+        self.lookups = []
+        self.release = threading.Event()
+        self.addCleanup(self.release.set)
+        self.hang = False
+        real = socket.getaddrinfo
+
+        def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
+            if not host.endswith('.test') or flags & socket.AI_NUMERICHOST:
+                return real(host, port, family, type, proto, flags)
+            self.lookups.append((host, threading.current_thread()))
+            if self.hang:
+                self.release.wait()
+            address = '::1' if host.startswith('v6') else '127.0.0.1'
+            return real(address, port, family, type, proto, flags)
+        self.useFixture(fixtures.MonkeyPatch('socket.getaddrinfo',
+                                             getaddrinfo))
+
+    def test_names_are_resolved_once_off_the_request_thread(self):
+        """Ensures a name is looked up once, in a thread of its own."""
+        memcached = self.useFixture(memcached_fixture.Memcached())
+        mstore = store.MemcacheStore(['memcached.test:%d' % memcached.port],
+                                     SAFE_TIMEOUT)
+        mstore.set_many({'k1': b'v'}, 60)
+        for _ in range(3):
+            self.assertEqual({'k1': b'v'}, mstore.get_multi(['k1'], MIB)[0])
+        self.assertEqual(['memcached.test'], [h for h, _ in self.lookups])
+        self.assertIsNot(threading.current_thread(), self.lookups[0][1])
+
+    def test_hung_resolver_is_bounded_by_the_deadline(self):
+        """Ensures a lookup that hangs costs a call at most its deadline.
+
+        While it hangs no other lookup of that name is started.
+        """
+        self.hang = True
+        mstore = store.MemcacheStore(['memcached.test:11211'], TIMEOUT)
+        started = time.monotonic()
+        exc = self.assertRaises(store.StoreError, mstore.get_multi, ['k1'],
+                                MIB)
+        self.assertLess(time.monotonic() - started, 5 * TIMEOUT)
+        self.assertIn('not resolved by the deadline', str(exc))
+        self.later(store.DEAD_SECONDS + 1)
+        self.assertRaises(store.StoreError, mstore.get_multi, ['k1'], MIB)
+        self.assertEqual(1, len(self.lookups))
+        self.assertEqual([], self.connects)
+
+    def test_address_family_comes_from_getaddrinfo(self):
+        """Ensures IPv6 servers are reached whatever their spelling."""
+        server = self.useFixture(fake_memcached.FakeServer(
+            fake_memcached.impostor([]), host='::1'))
+        for name in ('[::1]:%d', 'inet6:[::1]:%d', 'v6.test:%d',
+                     'inet6:v6.test:%d'):
+            mstore = store.MemcacheStore([name % server.port], SAFE_TIMEOUT)
+            self.assertEqual({'k1': b'k1'}, mstore.get_multi(['k1'], MIB)[0],
+                             name)
+        self.assertEqual([socket.AF_INET6] * 4,
+                         [len(address) == 4 and socket.AF_INET6
+                          for address in self.connects])
 
 
 class KeyTest(testcase.TestCase):

@@ -16,7 +16,10 @@ cd "$(dirname "$0")/.."
 
 if ! command -v memcached >/dev/null 2>&1 && [ ! -x /usr/bin/memcached ]; then
     echo "Installing memcached (apt-get)..."
-    if [ "$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi
+    sudo=sudo
+    if [ "$(id -u)" = 0 ]; then
+        sudo=
+    fi
     $sudo apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq memcached \
         >/dev/null || echo "could not install memcached" >&2

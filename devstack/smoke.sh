@@ -44,11 +44,14 @@ function cleanup {
         $PREFIX-full >/dev/null 2>&1 || true
     openstack flavor delete $PREFIX-big $PREFIX-vnuma $PREFIX-full \
         >/dev/null 2>&1 || true
+    rm -f "$LOG"
 }
 
-# scheduler_log: nova-scheduler's log since the test started.
-function scheduler_log {
-    $LOG_CMD --since "$SINCE"
+# log_has REGEX: nova-scheduler's log since the test started has a line
+# that matches (read whole first: grep -q would cut the pipe short).
+function log_has {
+    $LOG_CMD --since "$SINCE" >"$LOG"
+    grep -E -q -e "$1" "$LOG"
 }
 
 # boot NAME FLAVOR: create a server and print its final status.
@@ -106,6 +109,7 @@ done
 IMAGE=${SMOKE_IMAGE:-$(openstack image list --status active -f value \
     -c ID | head -n 1)}
 SINCE=$(date '+%Y-%m-%d %H:%M:%S')
+LOG=$(mktemp)
 trap cleanup EXIT
 cleanup
 
@@ -117,9 +121,9 @@ status=$(boot $PREFIX-big $PREFIX-big)
 [[ "$status" == ERROR ]] || fail "$PREFIX-big: $status, expected ERROR"
 fault=$(openstack server show -f value -c fault $PREFIX-big)
 [[ "$fault" == *"No valid host"* ]] || fail "$PREFIX-big: fault $fault"
-scheduler_log | grep -q "fails NUMA cell fit: needs $big MB" || \
+log_has "fails NUMA cell fit: needs $big MB" || \
     fail "no NUMACellFitFilter rejection of $big MB in the scheduler log"
-scheduler_log | grep -q "NUMACellFitFilter removed .*needs $big MB" || \
+log_has "NUMACellFitFilter removed .*needs $big MB" || \
     fail "no NUMACellFitFilter INFO line for $big MB in the scheduler log"
 echo "ok: $big MB without a NUMA topology: No valid host, reason logged"
 
@@ -145,11 +149,11 @@ if [[ "$AGENT" == True ]]; then
     flavor $PREFIX-full $((largest - 1))
     status=$(boot $PREFIX-full $PREFIX-full)
     [[ "$status" == ERROR ]] || fail "$PREFIX-full: $status, expected ERROR"
-    scheduler_log | grep -E -q "fails NUMA cell fit: needs $((largest - 1)) MB free in one cell; live" || \
+    log_has "fails NUMA cell fit: needs $((largest - 1)) MB free in one cell; live" || \
         fail "no rejection on live figures in the scheduler log"
-    if scheduler_log | grep -q "ignoring the live data"; then
-        fail "the scheduler ignored live data: $(scheduler_log | \
-            grep 'ignoring the live data' | tail -n 1)"
+    if log_has "ignoring the live data"; then
+        fail "the scheduler ignored live data:" \
+            "$(grep 'ignoring the live data' "$LOG" | tail -n 1)"
     fi
     echo "ok: the scheduler judged on trusted live figures"
 fi

@@ -2,9 +2,10 @@
 # Run every test suite of nova-numa-guard from a fresh machine: flake8 and
 # bashate (pep8), the unit tests (py3), the functional tests through a real
 # in-process nova (functional), and the documentation and release notes
-# builds with warnings as errors (docs, releasenotes). Installs what is missing: tox in a private virtualenv
-# (tools/tox.sh), memcached from the distribution (the live-memory tests start
-# their own memcached on 127.0.0.1).
+# builds with warnings as errors (docs, releasenotes). Installs what is
+# missing: tox in a private virtualenv (tools/tox.sh), memcached from the
+# distribution (the live-memory tests start their own memcached on
+# 127.0.0.1).
 #
 # The output stays short: one character per test, the output and logs of a
 # test only when it fails, and a closing summary

@@ -8,6 +8,8 @@ if [[ "$1" == "stack" && "$2" == "install" ]]; then
     install_nova_numa_guard
 elif [[ "$1" == "stack" && "$2" == "post-config" ]]; then
     configure_nova_numa_guard
+elif [[ "$1" == "stack" && "$2" == "extra" ]]; then
+    start_nova_numa_guard
 elif [[ "$1" == "stack" && "$2" == "test-config" ]]; then
     configure_tempest_nova_numa_guard
 fi

@@ -12,7 +12,10 @@ TOX_VERSION=4.67.15
 if [ ! -x "$venv/bin/tox" ]; then
     if ! python3 -m venv "$venv" >/dev/null 2>&1; then
         # Debian and Ubuntu ship venv separately.
-        if [ "$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi
+        sudo=sudo
+        if [ "$(id -u)" = 0 ]; then
+            sudo=
+        fi
         $sudo apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
             python3-venv >/dev/null

@@ -184,10 +184,15 @@ def retained_per_host(filt, count, spec):
 
 
 def memo_after_churn(filt, spec, count=1000, rounds=10):
-    """Memo entries after ``rounds`` of replacing ``count`` compute nodes."""
+    """Memo entries after ``rounds`` of replacing ``count`` compute nodes.
+
+    Then two pruning periods of requests on the last of them.
+    """
     host_view._CELLS_MEMO.clear()
     for round_ in range(rounds):
         hosts = build_hosts(count, seed=round_, prefix='churn%d-' % round_)
+        list(filt.filter_all(fresh_copies(hosts), spec))
+    for _ in range(2 * host_view._PRUNE_EVERY):
         list(filt.filter_all(fresh_copies(hosts), spec))
     return len(host_view._CELLS_MEMO)
 
@@ -249,8 +254,9 @@ def main(argv=None):
                     statistics.median(ratios[name]), passed[name]))
         print('%-7d retained by the guard per host: %.0f bytes' % (
             count, retained_per_host(guard, count, requests[0][1])))
-    print('cells memo after 10 rounds of replacing 1,000 compute nodes: %d '
-          'entries' % memo_after_churn(guard, requests[0][1]))
+    entries = memo_after_churn(guard, requests[0][1])
+    print('cells memo after 10 rounds of replacing 1,000 compute nodes and '
+          '%d requests: %d entries' % (2 * host_view._PRUNE_EVERY, entries))
     return 0
 
 

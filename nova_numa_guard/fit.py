@@ -37,10 +37,13 @@ Estimated free memory of a cell (:func:`free_mb`) is, with live data
 * ``live figure - guest_untouched_mb - reserve``, where the live figure is
   ``MemFree`` for a floating guest and ``MemFree + Inactive(file) +
   SReclaimable`` for a bound one, less what nova placed that the agent has
-  not seen (``unseen_mb``). For a floating guest the unseen memory is charged
-  to the roomiest cells first, levelling them (:func:`level`): wherever those
-  guests settle, some cell keeps at least that much room. For a bound guest,
-  whose cells are given, it is charged in full to every cell.
+  not seen (``unseen_mb``), charged in full to every cell. For a single
+  floating guest, a host that fails that check gets a second look: the
+  unseen memory charged to the roomiest of the cells big enough for the
+  guest first, levelling them (:func:`level`): wherever those guests settle,
+  one of these cells keeps at least the levelled room. For a bound guest,
+  whose cells are given, and for later instances of a multi-create, the full
+  charge stands.
 * the lower of that figure (``live figure - reserve``) and the accounted
   estimate when the payload does not say what guests have not touched (an
   older agent): live data may make the guard stricter, never looser.
@@ -354,13 +357,18 @@ def judge(host, memory_mb, vcpus, reserve=NO_RESERVE, cpu_fit=True,
             slots += free // memory_mb
             if slots > placed:
                 return PASS
-    if fitting and unseen:
-        # Near the limit: the exact figures, with the unseen memory charged
-        # to the roomiest cells first.
-        estimated = free_mb(host, reserve, estimate)
-        fitting = [(i, cell_id, estimated[i]) for i, cell_id, _ in fitting]
-        if sum(max(0, free) // memory_mb
-               for _, _, free in fitting) > placed:
+    if fitting and unseen and not placed:
+        # Near the limit: the unseen memory charged to the roomiest cells
+        # that fit the guest first. However those guests settle, the
+        # roomiest of these cells keeps at least the levelled figure (and
+        # more if some settle elsewhere). Levelling says nothing of the
+        # other cells, so with instances already placed (several guests to
+        # fit) the first pass's full charge stands.
+        levelled = level([free + unseen for _, _, free in fitting], unseen,
+                         [True] * len(fitting))
+        fitting = [(i, cell_id, mb)
+                   for (i, cell_id, _), mb in zip(fitting, levelled)]
+        if max(levelled) >= memory_mb:
             return PASS
     if fitting:
         return _usage_failure(_source(live), [item[1:] for item in fitting],

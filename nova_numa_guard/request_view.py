@@ -22,18 +22,28 @@ from nova.virt import hardware
 
 # Guest cell page sizes that mean small pages: unset, "small"
 # (nova.virt.hardware.MEMPAGES_SMALL) or 4 KiB.
-_SMALL_PAGE_SIZES = (None, -1, 4)
+_SMALL_PAGE_SIZES = (None, hardware.MEMPAGES_SMALL, 4)
 
 
 def of(spec):
     """The :class:`RequestView` of ``spec``, or None when its memory is
     hugepage-backed (nova's own page accounting covers it).
+
+    A guest with ``hw:mem_page_size=any`` gets hugepages where a host cell
+    has them free and small pages elsewhere: nova picks per cell, so the
+    cells it would back with small pages are checked.
     """
     topology = spec.numa_topology
     if topology is None:
         return RequestView(spec, None)
-    if all(map(_on_small_pages, topology.cells)):
-        return RequestView(spec, [cell.memory for cell in topology.cells])
+    sizes = [cell.pagesize if cell.obj_attr_is_set('pagesize') else None
+             for cell in topology.cells]
+    cells = [cell.memory for cell in topology.cells]
+    if all(size in _SMALL_PAGE_SIZES for size in sizes):
+        return RequestView(spec, cells)
+    if all(size in _SMALL_PAGE_SIZES or size == hardware.MEMPAGES_ANY
+           for size in sizes):
+        return RequestView(spec, cells, any_pages=True)
     return None
 
 
@@ -48,16 +58,20 @@ class RequestView:
     :ivar cells: memory of each guest cell of a NUMA guest on small pages,
         which nova binds to host cells; None for a guest without a NUMA
         topology, whose memory the kernel places.
+    :ivar any_pages: whether nova picks the page size per host cell
+        (``hw:mem_page_size=any``): only the cells it backs with small
+        pages are the guard's business.
     """
 
-    __slots__ = ('spec', 'uuid', 'memory_mb', 'vcpus', 'cells')
+    __slots__ = ('spec', 'uuid', 'memory_mb', 'vcpus', 'cells', 'any_pages')
 
-    def __init__(self, spec, cells):
+    def __init__(self, spec, cells, any_pages=False):
         self.spec = spec
         self.uuid = spec.instance_uuid
         self.memory_mb = spec.memory_mb
         self.vcpus = spec.vcpus
         self.cells = cells
+        self.any_pages = any_pages
 
     @property
     def need(self):
@@ -93,11 +107,10 @@ class RequestView:
             provider_mapping=candidate['mappings'] if candidate else None)
         if fitted is None:
             return None
-        return [(cell.id, cell.memory) for cell in fitted.cells]
-
-
-def _on_small_pages(guest_cell):
-    """Whether a guest cell uses small pages (no ``hw:mem_page_size``)."""
-    if not guest_cell.obj_attr_is_set('pagesize'):
-        return True
-    return guest_cell.pagesize in _SMALL_PAGE_SIZES
+        if not self.any_pages:
+            return [(cell.id, cell.memory) for cell in fitted.cells]
+        smallest = {cell.id: min((pages.size_kb for pages in cell.mempages),
+                                 default=None)
+                    for cell in host_state.numa_topology.cells}
+        return [(cell.id, cell.memory) for cell in fitted.cells
+                if cell.pagesize in (None, smallest.get(cell.id))]

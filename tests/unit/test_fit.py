@@ -12,6 +12,8 @@
 
 """Table-driven and property tests of the pure cell-fit logic."""
 
+import itertools
+
 import hypothesis
 from hypothesis import strategies as st
 
@@ -571,3 +573,58 @@ class HoldingPropertyTest(testcase.TestCase):
         self.assertEqual(any(ok and not b for ok, b in zip(expected, busy)),
                          idle)
         self.assertEqual(any(busy), any_busy)
+
+
+def _fewest_slots(free, unseen, memory_mb):
+    """The fewest guests of ``memory_mb`` the cells hold, each inside one,
+    once an adversary spreads ``unseen`` MB over them as it likes.
+
+    Bringing cell ``i`` down to ``j`` slots costs
+    ``max(0, free_i - ((j + 1) * memory_mb - 1))``: tried for every ``j``.
+    """
+    options = []
+    for mb in free:
+        slots = max(0, mb) // memory_mb
+        options.append([(j, max(0, mb - ((j + 1) * memory_mb - 1)))
+                        for j in range(slots + 1)])
+    best = None
+    for choice in itertools.product(*options):
+        if sum(cost for _, cost in choice) <= unseen:
+            total = sum(j for j, _ in choice)
+            best = total if best is None else min(best, total)
+    return best
+
+
+class UnseenMemoryPropertyTest(testcase.TestCase):
+    """Guests nova placed that the agent has not seen, wherever they land."""
+
+    # Guests of at least 50 MB keep the adversary's search small.
+    @hypothesis.settings(max_examples=300, deadline=None, derandomize=True)
+    @hypothesis.given(
+        st.lists(st.tuples(st.integers(0, 4), st.integers(1, 1000),
+                           st.integers(-100, 1000)),
+                 min_size=2, max_size=3),
+        st.integers(1, 1500), st.integers(50, 600), st.integers(1, 4),
+        st.integers(0, 2))
+    def test_a_pass_survives_any_spread_of_the_unseen_guests(
+            self, shapes, unseen, memory_mb, vcpus, placed):
+        """Ensures judge() passes only when the cells big enough for the
+        guest hold ``placed + 1`` guests however the unseen memory settles
+        on them, and that a single guest passes whenever that holds with a
+        megabyte per cell to spare (the levelled second look).
+        """
+        cells = [Cell(i, cpus(8 * i, n), mb) for i, (n, mb, _) in
+                 enumerate(shapes)]
+        free = {i: mb for i, (_, _, mb) in enumerate(shapes)}
+        host = _live(cells, free, unseen=unseen)
+        fitting = [free[c.id] for c in cells
+                   if c.holds_guests and len(c.cpus) >= vcpus and
+                   c.memory_mb >= memory_mb]
+        hypothesis.assume(fitting)
+        verdict = fit.judge(host, memory_mb, vcpus, placed=placed)
+        if verdict.passes:
+            self.assertGreater(_fewest_slots(fitting, unseen, memory_mb),
+                               placed)
+        if not placed and sum(max(0, mb - memory_mb)
+                              for mb in fitting) >= unseen:
+            self.assertTrue(verdict.passes)

@@ -262,7 +262,7 @@ class NUMACellFitFilter(filters.BaseHostFilter):
             placed = host_view.numa_placed_mb(view, host_state)
         free = fit.bound_free_mb(host, self._reserve, self._estimate, placed)
         verdict = fit.judge_bound(host, request.cells, free)
-        if verdict is not None:
+        if verdict is not None and (verdict.passes or not request.any_pages):
             return verdict
         # It depends on the cells nova picks: ask nova, per allocation
         # candidate, as NUMATopologyFilter does, and keep the candidates

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from nova import objects
 from nova.scheduler import filters as nova_filters
 from nova import test
+from nova.virt import hardware
 
 from nova_numa_guard import conf
 from nova_numa_guard import host_view
@@ -105,6 +106,25 @@ class NUMACellFitFilterTest(test.NoDBTestCase):
             'busy, busy fails NUMA cell fit: NUMA guest needs 16384 MB on 1 '
             'distinct cells; accounted free for bound memory: cell 0 14142 '
             'MB, cell 1 14183 MB', message)
+
+    def test_any_page_size_is_checked_where_nova_picks_small_pages(self):
+        """Ensures hw:mem_page_size=any is judged on the cells nova backs
+        with small pages, and left to nova where it picks hugepages."""
+        spec = fakes.request_spec(16 * GB, 2, numa_topology=_numa_request(
+            16 * GB, pagesize=hardware.MEMPAGES_ANY))
+        # About 14 GB free per cell for bound memory, accounted, and no
+        # hugepages: nova backs the guest with small pages.
+        busy = fakes.host_state(fakes.seed_cells(), used_mb=100512,
+                                name='busy')
+        self.assertFalse(self.filt.host_passes(busy, spec))
+        # The same small-page usage next to 20 free 1 GiB pages per cell:
+        # nova backs the guest with them.
+        cells = [topology.Cell(c.id, c.cpus, c.memory_mb,
+                               small_page_mb=c.memory_mb - 20 * GB,
+                               hugepages={1048576: (20, 0)})
+                 for c in fakes.seed_cells()]
+        huge = fakes.host_state(cells, used_mb=100512, name='huge')
+        self.assertTrue(self.filt.host_passes(huge, spec))
 
     def test_numa_guest_is_judged_on_the_cells_nova_binds(self):
         """Ensures the cells nova picks decide, not any cells with room."""

@@ -168,7 +168,8 @@ class HostViewTest(testcase.TestCase):
 
     def test_pruning_while_other_threads_memoise(self):
         """Ensures pruning never raises while requests on other threads
-        add cells to the memo (nova's scheduler runs native threads)."""
+        add cells to the memo (nova's scheduler runs native threads).
+        """
         self.useFixture(fixtures.MockPatchObject(
             host_view, '_CELLS_MEMO', {}))
         self.useFixture(fixtures.MockPatchObject(host_view, '_REQUESTS', [0]))

@@ -109,7 +109,8 @@ class NUMACellFitFilterTest(test.NoDBTestCase):
 
     def test_any_page_size_is_checked_where_nova_picks_small_pages(self):
         """Ensures hw:mem_page_size=any is judged on the cells nova backs
-        with small pages, and left to nova where it picks hugepages."""
+        with small pages, and left to nova where it picks hugepages.
+        """
         spec = fakes.request_spec(16 * GB, 2, numa_topology=_numa_request(
             16 * GB, pagesize=hardware.MEMPAGES_ANY))
         # About 14 GB free per cell for bound memory, accounted, and no

@@ -19,6 +19,7 @@ import shlex
 from cliff.formatters import base as formatters
 from cliff import show
 
+from nova_numa_guard import cli
 from nova_numa_guard import inputs
 from nova_numa_guard.inputs import capabilities
 from nova_numa_guard.inputs import flavors as flavor_inputs
@@ -94,8 +95,9 @@ class FlavorSpecs(show.ShowOne):
         host.add_argument(
             '--sysfs-root', metavar='<path>',
             help='Read the NUMA nodes of this machine from sysfs mounted at '
-                 '<path> (normally /sys); their free memory now gives '
-                 'warnings like --numastat')
+                 '<path> (normally /sys); the memory available on them now '
+                 '(MemFree + Inactive(file) + SReclaimable) gives warnings '
+                 'like --numastat')
         parser.add_argument(
             '--headroom', metavar='<percent>', type=float,
             default=vnuma.DEFAULT_HEADROOM_PCT,
@@ -115,7 +117,8 @@ class FlavorSpecs(show.ShowOne):
         parser.add_argument(
             '--numastat', metavar='<file>',
             help='Output of "numastat -m" on the compute host: warn when its '
-                 'nodes do not have the free memory for the guest nodes now')
+                 'nodes do not have the memory available (MemFree + '
+                 'Inactive(file) + SReclaimable) for the guest nodes now')
         return parser
 
     def take_action(self, parsed_args):
@@ -135,6 +138,7 @@ class FlavorSpecs(show.ShowOne):
             _check_bound('--ram', args.ram, MAX_RAM_MB)
         if args.flavors:
             self._check_list_output(args)
+        cli.require_nova('flavor-specs')
         host = self._host(args)
         if args.flavors:
             return self._batch(args, host)

@@ -20,6 +20,7 @@ import warnings
 from cliff import show
 import stevedore
 
+from nova_numa_guard import cli
 from nova_numa_guard.inputs import flavors as flavor_inputs
 from nova_numa_guard.inputs import fleet as fleet_inputs
 
@@ -82,6 +83,7 @@ class Simulate(show.ShowOne):
         if not args.flavor and not args.flavor_file:
             self._parser.error('give at least one --flavor or a '
                                '--flavor-file')
+        cli.require_nova('simulate')
         fleet = fleet_inputs.load(args.fleet)
         flavors = [flavor_inputs.parse_spec(spec) for spec in args.flavor]
         if args.flavor_file:

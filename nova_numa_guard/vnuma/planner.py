@@ -458,9 +458,10 @@ def _split(total, caps):
 
 
 def live_notes(cells, live_free, nodes_mb):
-    """Warn when live free memory cannot take the guest nodes now.
+    """Warn when the memory available now cannot take the guest nodes.
 
-    :param live_free: ``{node_id: MB}`` available now, or None.
+    :param live_free: ``{node_id: MB}`` available now (``MemFree +
+        Inactive(file) + SReclaimable``), or None.
     """
     if not live_free:
         return []
@@ -472,9 +473,9 @@ def live_notes(cells, live_free, nodes_mb):
     need = sorted(nodes_mb, reverse=True)
     if len(free) >= len(need) and all(f >= m for f, m in zip(free, need)):
         return []
-    return ['the host\'s nodes do not have the free memory for the guest '
-            'nodes now (%s free; guest nodes of %s MB): free memory on the '
-            'host before booting the guest there' % (
+    return ['the host\'s nodes do not have the memory available for the '
+            'guest nodes now (%s available; guest nodes of %s MB): free '
+            'memory on the host before booting the guest there' % (
                 ', '.join('node %d %d MB' % item
                           for item in sorted(live.items())),
                 '/'.join(map(str, nodes_mb)))]

@@ -299,9 +299,9 @@ class PlanWarningTest(testcase.TestCase):
         host = topology.Host('seed', HOSTS['seed']).with_live(
             topology.LiveMemory({0: 10501, 1: 2769}))
         plan = vnuma.plan(16, 100000, host)
-        self.assertIn("the host's nodes do not have the free memory for the "
-                      "guest nodes now (node 0 10501 MB, node 1 2769 MB "
-                      "free; guest nodes of 50000/50000 MB)",
+        self.assertIn("the host's nodes do not have the memory available "
+                      "for the guest nodes now (node 0 10501 MB, node 1 "
+                      "2769 MB available; guest nodes of 50000/50000 MB)",
                       plan.warnings[-1])
         roomy = topology.Host('seed', HOSTS['seed']).with_live(
             topology.LiveMemory({0: 50000, 1: 50000}))

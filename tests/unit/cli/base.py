@@ -14,6 +14,7 @@
 
 import io
 import os
+import sys
 
 import fixtures
 
@@ -42,6 +43,11 @@ class CLITestCase(testcase.TestCase):
             code = e.code
         return (code, stdout.getvalue() + self.sys_stdout.getvalue(),
                 stderr.getvalue() + self.sys_stderr.getvalue())
+
+    def hide_nova(self):
+        """Make nova look uninstalled until the test ends."""
+        self.useFixture(fixtures.MonkeyPatch('sys.modules', dict(
+            sys.modules, nova=None)))
 
     def write(self, name, text):
         path = os.path.join(self.tmp, name)

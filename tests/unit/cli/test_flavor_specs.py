@@ -105,8 +105,8 @@ class FlavorSpecsTest(base.CLITestCase):
             'json')
         self.assertEqual((0, SYM2), (code, json.loads(out)))
         # MemFree + Inactive(file) + SReclaimable of the seed's nodes.
-        self.assertIn('(node 0 14286 MB, node 1 7854 MB free; guest nodes '
-                      'of 50000/50000 MB)', err)
+        self.assertIn('(node 0 14286 MB, node 1 7854 MB available; guest '
+                      'nodes of 50000/50000 MB)', err)
 
     def test_impossible_guest(self):
         """Ensures a guest too large for the host exits 1 with the reason."""
@@ -150,6 +150,17 @@ class FlavorSpecsTest(base.CLITestCase):
         for args, expected in cases:
             code, out, err = self.run_cli(*base, *args)
             self.assert_one_line_error(code, out, err, expected)
+
+    def test_without_nova_says_what_to_install(self):
+        """Ensures flavor-specs without nova says so in one line, exit 1."""
+        self.hide_nova()
+        code, out, err = self.run_cli('flavor-specs', '--vcpus', '16',
+                                      '--ram', '100000', '--cells',
+                                      '12:64328,12:64510')
+        self.assert_one_line_error(
+            code, out, err, 'flavor-specs runs nova\'s own code, and nova is '
+            'not installed in this Python environment')
+        self.assertIn('(pip install nova)', err)
 
     def test_missing_ram_is_a_usage_error(self):
         """Ensures --vcpus without --ram is a usage error (exit 2)."""
@@ -224,8 +235,8 @@ class FlavorSpecsTest(base.CLITestCase):
         self.assertEqual((0, {'hw:numa_nodes': '2', 'hw:cpu_sockets': '2'}),
                          (code, json.loads(out)))
         # 64328 - 4096 = 60232 and 64510 MiB of small pages.
-        self.assertIn('(node 0 19531 MB, node 1 3906 MB free; guest nodes '
-                      'of 55000/55000 MB)', err)
+        self.assertIn('(node 0 19531 MB, node 1 3906 MB available; guest '
+                      'nodes of 55000/55000 MB)', err)
         code, out, err = self.run_cli(
             'flavor-specs', '--vcpus', '2', '--ram', '4096', '--sysfs-root',
             root, '--page-size', '1GB', '-f', 'json')

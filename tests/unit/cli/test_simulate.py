@@ -147,6 +147,17 @@ class ExitCodeTest(SimulateTestCase):
             code, out, err = self.run_cli('simulate', *args)
             self.assert_one_line_error(code, out, err, expected)
 
+    def test_without_nova_says_what_to_install(self):
+        """Ensures simulate without nova says so in one line, exit 1."""
+        self.hide_nova()
+        code, out, err = self.run_cli('simulate', '--fleet', examples.FLEET,
+                                      '--flavor', 'vcpus=1,ram=512')
+        self.assert_one_line_error(
+            code, out, err, 'simulate runs nova\'s own code, and nova is not '
+            'installed in this Python environment: run nova-numa-guard '
+            'where nova-scheduler runs')
+        self.assertIn('(pip install nova)', err)
+
     def test_usage_errors_exit_2(self):
         """Ensures missing options and unknown formats exit 2."""
         for args, expected in [

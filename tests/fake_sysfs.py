@@ -12,14 +12,14 @@
 
 """Fake sysfs trees for the sysfs reader, the agent and the functional tests.
 
-``seed_nodes()`` is the host of shared/seed/numa-tuning-kvm-libvirt.txt:
+``two_node_nodes()`` are the nodes of the motivating host, two-node-64g:
 its ``numastat -m`` figures (MB) written back as per-node meminfo (kB).
 """
 
 import os
 
-# numastat -m of the seed, in MB, per node.
-SEED_NUMASTAT_MB = [
+# numastat -m of the two-node-64g host, in MB, per node.
+TWO_NODE_NUMASTAT_MB = [
     {'MemTotal': 64328.18, 'MemFree': 10501.73, 'MemUsed': 53826.45,
      'Active': 48528.07, 'Inactive': 3082.79, 'Active(anon)': 45496.47,
      'Inactive(anon)': 0.12, 'Active(file)': 3031.60,
@@ -35,16 +35,16 @@ SEED_NUMASTAT_MB = [
      'KernelStack': 4.98, 'PageTables': 124.43, 'Slab': 1622.14,
      'SReclaimable': 1071.01, 'SUnreclaim': 551.12, 'AnonHugePages': 438.00},
 ]
-# What the payload must say for the seed (MiB, rounded down).
-SEED_FREE_MB = {0: 10501, 1: 2769}
+# What the payload must say for the two-node-64g host (MiB, rounded down).
+TWO_NODE_FREE_MB = {0: 10501, 1: 2769}
 # MemFree + Inactive(file) + SReclaimable.
-SEED_AVAILABLE_MB = {0: 14286, 1: 7854}
+TWO_NODE_AVAILABLE_MB = {0: 14286, 1: 7854}
 
 
-def seed_nodes():
-    """The seed's two nodes: 12 CPUs each (0-5,12-17 and 6-11,18-23)."""
+def two_node_nodes():
+    """two-node-64g's nodes: 12 CPUs each (0-5,12-17 and 6-11,18-23)."""
     nodes = []
-    for node_id, figures in enumerate(SEED_NUMASTAT_MB):
+    for node_id, figures in enumerate(TWO_NODE_NUMASTAT_MB):
         meminfo = {key: int(round(mb * 1024)) for key, mb in figures.items()
                    if key != 'MemUsed'}
         meminfo.update({'HugePages_Total': 0, 'HugePages_Free': 0,
@@ -120,7 +120,7 @@ def write_tree(root, nodes, devices=(), nets=None, lowers=None):
     return root
 
 
-SEED_DEVICES = [
+TWO_NODE_DEVICES = [
     {'address': '0000:81:00.0', 'numa_node': 1, 'class': '0x020000',
      'vendor': '0x8086', 'device': '0x1528'},
     {'address': '0000:81:00.1', 'numa_node': 1, 'class': '0x020000',
@@ -130,12 +130,12 @@ SEED_DEVICES = [
     {'address': '0000:03:00.0', 'numa_node': 0, 'class': '0x010802',
      'vendor': '0x144d', 'device': '0xa808'},
 ]
-SEED_NETS = {'ens1f0': '0000:81:00.0', 'ens1f1': '0000:81:00.1'}
+TWO_NODE_NETS = {'ens1f0': '0000:81:00.0', 'ens1f1': '0000:81:00.1'}
 
 
-def write_seed_tree(root):
-    """The seed host: its two nodes, two NIC ports on node 1, an NVMe."""
-    return write_tree(root, seed_nodes(), SEED_DEVICES, SEED_NETS)
+def write_two_node_tree(root):
+    """two-node-64g: its two nodes, two NIC ports on node 1, an NVMe."""
+    return write_tree(root, two_node_nodes(), TWO_NODE_DEVICES, TWO_NODE_NETS)
 
 
 def _line(value):

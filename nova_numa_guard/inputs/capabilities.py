@@ -14,7 +14,7 @@
 
 Reads the ``<topology><cells>`` element of the host capabilities libvirt
 reports (the whole ``<capabilities>`` document, or just its ``<topology>``
-element as the seed shows it): per cell its memory (KiB, kept in MiB like
+element as the examples show it): per cell its memory (KiB, kept in MiB like
 nova's ``NUMACell.memory``), its CPUs with socket, core and thread siblings,
 its page pools (``<pages>``: the smallest is the small-page pool, the others
 hugepages) and its distances to the other cells. Sizes are scaled in integer

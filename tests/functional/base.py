@@ -22,17 +22,17 @@ from nova.tests.functional.libvirt import base
 
 GUARD_FILTERS = 'nova_numa_guard.scheduler.filters.all_filters'
 
-# The seed's host (virsh capabilities): 2 cells of 65872056 and 66058400 KiB.
+# two-node-64g (virsh capabilities): 2 cells of 65872056 and 66058400 KiB.
 # The fake libvirt splits kB_mem evenly and the harness allows at most 15
 # CPUs, so the cells have 6 CPUs (3 cores x 2 threads) and 64419 MiB each.
-SEED_KB = 65872056 + 66058400
-SEED_CELL_MB = SEED_KB // 2 // 1024
+TWO_NODE_KB = 65872056 + 66058400
+TWO_NODE_CELL_MB = TWO_NODE_KB // 2 // 1024
 
 
-def seed_host_info():
-    """A 2-cell fake-libvirt host shaped like the seed's."""
+def two_node_host_info():
+    """A 2-cell fake-libvirt host shaped like two-node-64g's."""
     return fakelibvirt.HostInfo(cpu_nodes=2, cpu_sockets=1, cpu_cores=3,
-                                cpu_threads=2, kB_mem=SEED_KB)
+                                cpu_threads=2, kB_mem=TWO_NODE_KB)
 
 
 def one_cell_host_info(kb_mem=100 * 1024 * 1024):

@@ -13,7 +13,7 @@
 """Live per-node memory through a real in-process nova (``file`` source).
 
 The payloads of :class:`LiveMemoryTest` are what ``nova-numa-guard-agent
---once --print`` makes of a fake sysfs tree holding the two-node-64g host's
+--once --print`` makes of a fake sysfs tree holding two-node-64g's
 ``numastat -m`` figures: node 0 has 10501 MB free, node 1 2769 MB, so
 neither holds a 16 GB guest, although nova's accounting of the fresh
 2 x 64 GB host would place it. That agent reads no guests, so the filter
@@ -48,16 +48,16 @@ class LiveMemoryTestBase(base.GuardTestBase):
     def setUp(self):
         guard_conf.register_opts(nova.conf.CONF)
         self.live_dir = self.useFixture(fixtures.TempDir()).path
-        self.sysfs = fake_sysfs.write_seed_tree(
+        self.sysfs = fake_sysfs.write_two_node_tree(
             self.useFixture(fixtures.TempDir()).path)
         self.flags(memory_source='file', live_data_path=self.live_dir,
                    payload_signing_key=self.SIGNING_KEY, group='numa_guard')
         super().setUp()
-        self.start_compute('compute1', host_info=base.seed_host_info())
+        self.start_compute('compute1', host_info=base.two_node_host_info())
 
     def publish(self, host='compute1', names='compute1', key=None,
                 timestamp=None):
-        """Write the agent's payload of the seed tree for ``host``."""
+        """Write the agent's payload of the two-node-64g tree for ``host``."""
         data, problems = collect.collect(
             self.sysfs, names, time.time() if timestamp is None
             else timestamp, key=key)
@@ -75,8 +75,8 @@ class LiveMemoryTestBase(base.GuardTestBase):
 
 class LiveMemoryTest(LiveMemoryTestBase):
 
-    def test_seed_live_data_rejects_a_16gb_guest(self):
-        """Ensures live data showing the seed's numbers keeps 16 GB out."""
+    def test_two_node_live_data_rejects_a_16gb_guest(self):
+        """Ensures live data showing two-node-64g's numbers keeps 16 GB out."""
         self.publish()
 
         server = self.boot(expected_state='ERROR')
@@ -129,7 +129,7 @@ class SignedLiveMemoryTest(LiveMemoryTestBase):
 
     SIGNING_KEY = KEY
 
-    def test_signed_seed_live_data_rejects_a_16gb_guest(self):
+    def test_signed_two_node_live_data_rejects_a_16gb_guest(self):
         """Ensures a payload signed with the host's own key is used."""
         self.publish(key=payload.host_key(KEY, 'compute1'))
 
@@ -191,7 +191,7 @@ class LiveTruthTest(base.GuardTestBase):
         guest that has not touched them yet; node 1 has 8000 MB. A 16 GB
         guest that bare MemFree would place fits no node.
         """
-        self.start_compute('compute1', host_info=base.seed_host_info())
+        self.start_compute('compute1', host_info=base.two_node_host_info())
         self.publish('compute1', {0: 30000, 1: 8000}, {0: 24000, 1: 0}, 0)
 
         self.assert_no_valid_host(self.boot(16384, expected_state='ERROR'))
@@ -210,7 +210,7 @@ class LiveTruthTest(base.GuardTestBase):
         both nodes), so a 16 GB guest no longer fits, and a 12 GB one
         still does.
         """
-        self.start_compute('compute1', host_info=base.seed_host_info())
+        self.start_compute('compute1', host_info=base.two_node_host_info())
         self.publish('compute1', {0: 20000, 1: 20000}, {0: 0, 1: 0}, 0)
         self.assertEqual('compute1', self.host_of(self.boot(12288)))
 

@@ -18,8 +18,8 @@ from nova.tests.functional.libvirt import base as libvirt_base
 
 from tests.functional import base
 
-# The seed's "more memory than one node" guest: larger than a 64 GB cell,
-# smaller than the 128 GB host.
+# two-node-64g's "more memory than one node" guest: larger than a 64 GB
+# cell, smaller than the 128 GB host.
 LARGE_MB = 70000
 
 
@@ -27,7 +27,7 @@ class NUMACellFitFilterTest(base.GuardTestBase):
 
     def test_guest_larger_than_a_cell_gets_no_valid_host(self):
         """Ensures a non-NUMA guest larger than any cell is not scheduled."""
-        self.start_compute('compute1', host_info=base.seed_host_info())
+        self.start_compute('compute1', host_info=base.two_node_host_info())
         flavor = self._create_flavor(memory_mb=LARGE_MB, vcpu=4)
 
         server = self._create_server(flavor_id=flavor,
@@ -38,18 +38,18 @@ class NUMACellFitFilterTest(base.GuardTestBase):
         self.assertIn('compute1, compute1 fails NUMA cell fit: needs %d MB '
                       'and 4 vCPUs in one cell; largest cell' % LARGE_MB,
                       log)
-        self.assertIn('holds %d MB and 6 CPUs' % base.SEED_CELL_MB, log)
+        self.assertIn('holds %d MB and 6 CPUs' % base.TWO_NODE_CELL_MB, log)
         self.assertIn('INFO [nova_numa_guard.scheduler.filters.numa_cell_fit]'
                       ' NUMACellFitFilter removed the only host: the flavor '
                       'needs %d MB and 4 vCPUs in one NUMA cell' % LARGE_MB,
                       log)
-        cells = '6:%d,6:%d' % (base.SEED_CELL_MB, base.SEED_CELL_MB)
+        cells = '6:%d,6:%d' % (base.TWO_NODE_CELL_MB, base.TWO_NODE_CELL_MB)
         self.assertIn('nova-numa-guard flavor-specs --vcpus 4 --ram %d '
                       '--cells %s' % (LARGE_MB, cells), log)
 
     def test_guest_that_fits_a_cell_lands(self):
         """Ensures a non-NUMA guest that fits one cell is scheduled."""
-        self.start_compute('compute1', host_info=base.seed_host_info())
+        self.start_compute('compute1', host_info=base.two_node_host_info())
         flavor = self._create_flavor(memory_mb=16384, vcpu=4)
 
         server = self._create_server(flavor_id=flavor)
@@ -63,7 +63,7 @@ class NUMACellFitFilterTest(base.GuardTestBase):
         The 2-cell host has more free memory, so nova's RAM weigher alone
         would pick it.
         """
-        self.start_compute('compute1', host_info=base.seed_host_info())
+        self.start_compute('compute1', host_info=base.two_node_host_info())
         self.start_compute('compute2', host_info=base.one_cell_host_info())
         flavor = self._create_flavor(memory_mb=LARGE_MB, vcpu=4)
 
@@ -76,7 +76,7 @@ class NUMACellFitFilterTest(base.GuardTestBase):
 
     def test_numa_guest_of_the_same_size_still_boots(self):
         """Ensures a hw:numa_nodes=2 guest is left to NUMATopologyFilter."""
-        self.start_compute('compute1', host_info=base.seed_host_info())
+        self.start_compute('compute1', host_info=base.two_node_host_info())
         flavor = self._create_flavor(memory_mb=LARGE_MB, vcpu=4,
                                      extra_spec={'hw:numa_nodes': '2'})
 
@@ -108,7 +108,7 @@ class NUMACellFitFilterTest(base.GuardTestBase):
         Each cell holds one 40000 MB guest; the host-wide free memory would
         hold three.
         """
-        self.start_compute('compute1', host_info=base.seed_host_info())
+        self.start_compute('compute1', host_info=base.two_node_host_info())
         flavor = self._create_flavor(memory_mb=40000, vcpu=2)
 
         servers = self._multi_create(flavor, 3)
@@ -120,7 +120,7 @@ class NUMACellFitFilterTest(base.GuardTestBase):
 
     def test_multi_create_that_fits_the_cells_lands(self):
         """Ensures three 30000 MB guests land: each cell holds two."""
-        self.start_compute('compute1', host_info=base.seed_host_info())
+        self.start_compute('compute1', host_info=base.two_node_host_info())
         flavor = self._create_flavor(memory_mb=30000, vcpu=2)
 
         servers = self._multi_create(flavor, 3)
@@ -135,14 +135,14 @@ class WithoutGuardTest(base.GuardPluginMixin, libvirt_base.ServersTestBase):
 
     def test_guest_larger_than_a_cell_lands_without_the_filter(self):
         """Ensures stock nova places the guest that spans both cells."""
-        self.start_compute('compute1', host_info=base.seed_host_info())
+        self.start_compute('compute1', host_info=base.two_node_host_info())
         flavor = self._create_flavor(memory_mb=LARGE_MB, vcpu=4)
 
         self._create_server(flavor_id=flavor, expected_state='ACTIVE')
 
     def test_multi_create_lands_without_the_filter(self):
         """Ensures stock nova puts three 40000 MB guests on 2 x 64 GB."""
-        self.start_compute('compute1', host_info=base.seed_host_info())
+        self.start_compute('compute1', host_info=base.two_node_host_info())
         flavor = self._create_flavor(memory_mb=40000, vcpu=2)
         body = self._build_server(flavor_id=flavor)
         body.update(min_count=3, max_count=3)

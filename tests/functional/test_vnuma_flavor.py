@@ -32,7 +32,7 @@ class VNUMAFlavorTest(base.GuardTestBase):
 
     def setUp(self):
         super().setUp()
-        self.start_compute('compute1', host_info=base.seed_host_info())
+        self.start_compute('compute1', host_info=base.two_node_host_info())
 
     def _cli_specs(self, *argv):
         stdout, stderr = io.StringIO(), io.StringIO()
@@ -111,12 +111,12 @@ class VNUMAFlavorTest(base.GuardTestBase):
                            4: '6-11', 5: '6-11', 6: '6-11', 7: '6-11'}),
                          self._domain_numa(server))
 
-    def test_compute_capabilities_parse_to_the_seed_cells(self):
+    def test_compute_capabilities_parse_to_the_example_cells(self):
         """Ensures the parser reads the fake libvirt host as nova does."""
         host = self._compute_host()
         self.assertEqual(
-            [(0, frozenset(range(6)), base.SEED_CELL_MB),
-             (1, frozenset(range(6, 12)), base.SEED_CELL_MB)],
+            [(0, frozenset(range(6)), base.TWO_NODE_CELL_MB),
+             (1, frozenset(range(6, 12)), base.TWO_NODE_CELL_MB)],
             [(c.id, c.cpus, c.memory_mb) for c in host.cells])
         self.assertEqual((frozenset({0, 1}), frozenset({2, 3}),
                           frozenset({4, 5})), host.cells[0].siblings)

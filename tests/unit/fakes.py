@@ -24,8 +24,8 @@ def cpus(first, count):
     return frozenset(range(first, first + count))
 
 
-def seed_cells():
-    """The seed's virsh capabilities: 2 cells, 12 CPUs, ~64 GB each."""
+def two_node_cells():
+    """two-node-64g's virsh capabilities: 2 cells, 12 CPUs, ~64 GB each."""
     return [topology.Cell(0, cpus(0, 12), 65872056 // 1024),
             topology.Cell(1, cpus(12, 12), 66058400 // 1024)]
 

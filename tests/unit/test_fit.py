@@ -29,7 +29,7 @@ GB = 1024
 # name -> cells. Hosts are built with 512 MB of host-wide usage (nova's
 # default reserved_host_memory_mb) unless a row says otherwise.
 TOPOLOGIES = {
-    'seed': fakes.seed_cells(),
+    'two-node-64g': fakes.two_node_cells(),
     'single_cell': [Cell(0, cpus(0, 24), 128 * GB)],
     'no_topology': [],
     'memory_only_node': [Cell(0, cpus(0, 12), 32 * GB),
@@ -56,34 +56,37 @@ TOPOLOGIES = {
 
 # (topology, memory_mb, vcpus, options, expected kind: None = passes)
 CASES = [
-    ('seed', 70000, 4, {}, fit.STATIC),
-    ('seed', 64000, 4, {}, None),
+    ('two-node-64g', 70000, 4, {}, fit.STATIC),
+    ('two-node-64g', 64000, 4, {}, None),
     # 512 MB of host-wide usage spread: 64072 and 64253 MB free.
-    ('seed', 64253, 4, {}, None),
-    ('seed', 64254, 4, {}, fit.USAGE),
-    ('seed', 64510, 4, {}, fit.USAGE),  # cell 1 is 64510 MB
-    ('seed', 64511, 4, {}, fit.STATIC),
-    ('seed', 16 * GB, 13, {}, fit.STATIC),
-    ('seed', 16 * GB, 13, {'cpu_fit': False}, None),
-    ('seed', 16 * GB, 12, {}, None),
-    ('seed', 0, 4, {}, None),
-    ('seed', 0, 13, {}, fit.STATIC),
-    ('seed', 64000, 4, {'reserve': (1024, {})}, fit.STATIC),
-    ('seed', 63000, 4, {'reserve': (0, {0: 2048, 1: 1024})}, None),
-    ('seed', 63400, 4, {'reserve': (0, {0: 2048, 1: 1024})}, fit.USAGE),
-    ('seed', 63500, 4, {'reserve': (0, {0: 2048, 1: 1024})}, fit.STATIC),
-    # 115566 MB used as in the seed's numastat, all by non-NUMA guests.
-    ('seed', 16 * GB, 4, {'used_mb': 115566}, fit.USAGE),
-    ('seed', 6 * GB, 4, {'used_mb': 115566}, None),
-    ('seed', 16 * GB, 4, {'used_mb': 115566, 'estimate': 'ignore'}, None),
-    ('seed', 16 * GB, 4, {'used_mb': 60000, 'estimate': 'worst_case'},
+    ('two-node-64g', 64253, 4, {}, None),
+    ('two-node-64g', 64254, 4, {}, fit.USAGE),
+    ('two-node-64g', 64510, 4, {}, fit.USAGE),  # cell 1 is 64510 MB
+    ('two-node-64g', 64511, 4, {}, fit.STATIC),
+    ('two-node-64g', 16 * GB, 13, {}, fit.STATIC),
+    ('two-node-64g', 16 * GB, 13, {'cpu_fit': False}, None),
+    ('two-node-64g', 16 * GB, 12, {}, None),
+    ('two-node-64g', 0, 4, {}, None),
+    ('two-node-64g', 0, 13, {}, fit.STATIC),
+    ('two-node-64g', 64000, 4, {'reserve': (1024, {})}, fit.STATIC),
+    ('two-node-64g', 63000, 4, {'reserve': (0, {0: 2048, 1: 1024})}, None),
+    ('two-node-64g', 63400, 4, {'reserve': (0, {0: 2048, 1: 1024})},
      fit.USAGE),
-    ('seed', 16 * GB, 4, {'used_mb': 60000}, None),
-    ('seed', 16 * GB, 4, {'used_mb': 115566, 'ratio': 1.5}, None),
-    ('seed', 40000, 2, {'placed': 1}, None),
-    ('seed', 40000, 2, {'placed': 2}, fit.USAGE),
-    ('seed', 30000, 2, {'placed': 3}, None),
-    ('seed', 30000, 2, {'placed': 4}, fit.USAGE),
+    ('two-node-64g', 63500, 4, {'reserve': (0, {0: 2048, 1: 1024})},
+     fit.STATIC),
+    # 115566 MB used as in two-node-64g's numastat, all by non-NUMA guests.
+    ('two-node-64g', 16 * GB, 4, {'used_mb': 115566}, fit.USAGE),
+    ('two-node-64g', 6 * GB, 4, {'used_mb': 115566}, None),
+    ('two-node-64g', 16 * GB, 4, {'used_mb': 115566, 'estimate': 'ignore'},
+     None),
+    ('two-node-64g', 16 * GB, 4, {'used_mb': 60000, 'estimate': 'worst_case'},
+     fit.USAGE),
+    ('two-node-64g', 16 * GB, 4, {'used_mb': 60000}, None),
+    ('two-node-64g', 16 * GB, 4, {'used_mb': 115566, 'ratio': 1.5}, None),
+    ('two-node-64g', 40000, 2, {'placed': 1}, None),
+    ('two-node-64g', 40000, 2, {'placed': 2}, fit.USAGE),
+    ('two-node-64g', 30000, 2, {'placed': 3}, None),
+    ('two-node-64g', 30000, 2, {'placed': 4}, fit.USAGE),
     ('single_cell', 200 * GB, 64, {}, None),
     ('no_topology', 200 * GB, 64, {}, None),
     ('memory_only_node', 40 * GB, 4, {}, fit.STATIC),
@@ -121,7 +124,7 @@ class JudgeTableTest(testcase.TestCase):
 
     def test_static_reason_names_the_numbers(self):
         """Ensures a static rejection says what was needed and what exists."""
-        verdict = fit.judge(fakes.host(fakes.seed_cells()), 70000, 4)
+        verdict = fit.judge(fakes.host(fakes.two_node_cells()), 70000, 4)
         self.assertEqual('needs 70000 MB and 4 vCPUs in one cell; largest '
                          'cell 1 holds 64510 MB and 12 CPUs', verdict.reason)
         self.assertEqual((64510, 12), (verdict.best_mb, verdict.best_cpus))
@@ -136,7 +139,7 @@ class JudgeTableTest(testcase.TestCase):
 
     def test_usage_reason_names_the_free_memory(self):
         """Ensures a usage rejection lists each fitting cell's free memory."""
-        host = fakes.host(fakes.seed_cells(), used_mb=115566)
+        host = fakes.host(fakes.two_node_cells(), used_mb=115566)
         verdict = fit.judge(host, 16 * GB, 4)
         self.assertEqual('needs 16384 MB free in one cell; accounted free: '
                          'cell 0 6626 MB, cell 1 6645 MB', verdict.reason)
@@ -144,7 +147,7 @@ class JudgeTableTest(testcase.TestCase):
 
     def test_live_free_memory_wins_over_accounting(self):
         """Ensures live figures replace the accounted estimate."""
-        host = fakes.host(fakes.seed_cells(), used_mb=512)
+        host = fakes.host(fakes.two_node_cells(), used_mb=512)
         self.assertTrue(fit.judge(host, 16 * GB, 4).passes)
         live = host.with_live(topology.LiveMemory(
             {0: 10501, 1: 2769}, untouched_mb={0: 0, 1: 0}, unseen_mb=0))
@@ -158,9 +161,9 @@ class JudgeTableTest(testcase.TestCase):
 
     def test_untouched_guest_memory_is_not_free(self):
         """Ensures memory running guests have not touched yet is promised."""
-        host = fakes.host(fakes.seed_cells()).with_live(topology.LiveMemory(
-            {0: 30000, 1: 20000}, untouched_mb={0: 25000, 1: 0},
-            unseen_mb=0))
+        host = fakes.host(fakes.two_node_cells()).with_live(
+            topology.LiveMemory({0: 30000, 1: 20000},
+                                untouched_mb={0: 25000, 1: 0}, unseen_mb=0))
         verdict = fit.judge(host, 16 * GB, 4)
         self.assertTrue(verdict.passes)
         verdict = fit.judge(host, 20001, 4)
@@ -171,7 +174,7 @@ class JudgeTableTest(testcase.TestCase):
         """Ensures a payload without guest figures is never looser."""
         # Accounted: 60000 MB of non-NUMA usage spread by cell size,
         # 64328 - 29957 = 34370 MB free on cell 0; live says 60000 MB.
-        host = fakes.host(fakes.seed_cells(), used_mb=60000).with_live(
+        host = fakes.host(fakes.two_node_cells(), used_mb=60000).with_live(
             topology.LiveMemory({0: 60000, 1: 2000}))
         verdict = fit.judge(host, 40000, 4)
         self.assertEqual(fit.USAGE, verdict.kind)
@@ -180,14 +183,14 @@ class JudgeTableTest(testcase.TestCase):
 
     def test_partial_live_data_is_ignored(self):
         """Ensures live data must cover every cell to be used."""
-        host = fakes.host(fakes.seed_cells())
+        host = fakes.host(fakes.two_node_cells())
         self.assertIs(host, host.with_live(topology.LiveMemory({0: 100})))
         self.assertIs(host, host.with_live(topology.LiveMemory(
             {0: 100, 5: 100})))
 
     def test_live_data_is_carried_by_the_host(self):
         """Ensures with_live shares the cells instead of copying them."""
-        host = fakes.host(fakes.seed_cells())
+        host = fakes.host(fakes.two_node_cells())
         memory = topology.LiveMemory({0: 10501, 1: 2769})
         live = host.with_live(memory)
         self.assertIsNone(host.live)
@@ -228,14 +231,14 @@ class FreeEstimateTest(testcase.TestCase):
     def test_cases(self):
         """Ensures each row of the table gives the documented estimate."""
         for free, untouched, unseen, bound, expected in FREE_CASES:
-            host = _live(fakes.seed_cells(), free, untouched=untouched,
+            host = _live(fakes.two_node_cells(), free, untouched=untouched,
                          unseen=unseen)
             self.assertEqual(expected, fit.free_mb(host, bound=bound),
                              (free, untouched, unseen, bound))
 
     def test_bound_guests_use_available_memory(self):
         """Ensures a bound guest may take the page cache it can reclaim."""
-        host = _live(fakes.seed_cells(), {0: 10501, 1: 2769},
+        host = _live(fakes.two_node_cells(), {0: 10501, 1: 2769},
                      available={0: 14286, 1: 7854},
                      untouched={0: 1000, 1: 0})
         self.assertEqual([9501, 2769], fit.free_mb(host))
@@ -249,7 +252,7 @@ class FreeEstimateTest(testcase.TestCase):
 
     def test_without_live_data_it_is_the_accounted_estimate(self):
         """Ensures hosts without live data get the accounted estimate."""
-        host = fakes.host(fakes.seed_cells(), used_mb=115566)
+        host = fakes.host(fakes.two_node_cells(), used_mb=115566)
         self.assertEqual(fit.accounted_free_mb(host), fit.free_mb(host))
 
 
@@ -305,7 +308,7 @@ class BoundTest(testcase.TestCase):
 
     def test_placed_memory_and_reserve_come_off(self):
         """Ensures earlier instances and the per-node reserve count."""
-        host = _live(fakes.seed_cells(), {0: 14286, 1: 7854})
+        host = _live(fakes.two_node_cells(), {0: 14286, 1: 7854})
         self.assertEqual({0: 6094 - 512, 1: 7854},
                          fit.bound_free_mb(host, reserve=(0, {0: 512}),
                                            placed_mb={0: 8192}))
@@ -341,7 +344,7 @@ class BoundTest(testcase.TestCase):
     def test_accounted_estimate_when_there_is_no_live_data(self):
         """Ensures the same check runs on the accounted estimate."""
         # 100000 MB of non-NUMA guests spread: ~14 GB free per cell.
-        host = fakes.host(fakes.seed_cells(), used_mb=100512)
+        host = fakes.host(fakes.two_node_cells(), used_mb=100512)
         free = fit.bound_free_mb(host)
         verdict = fit.judge_bound(host, [16 * GB], free)
         self.assertFalse(verdict.passes)

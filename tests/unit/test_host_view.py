@@ -85,7 +85,8 @@ class HostViewTest(testcase.TestCase):
 
     def test_host_from_state(self):
         """Ensures host-wide usage and ratio come from the HostState."""
-        state = fakes.host_state(fakes.seed_cells(), used_mb=2048, ratio=1.5)
+        state = fakes.host_state(fakes.two_node_cells(), used_mb=2048,
+                                 ratio=1.5)
         host = host_view.host_from_state(state)
         self.assertEqual('host1', host.name)
         self.assertEqual([64328, 64510], [c.memory_mb for c in host.cells])
@@ -100,7 +101,7 @@ class HostViewTest(testcase.TestCase):
 
     def test_placed_memory_is_the_drop_of_free_ram(self):
         """Ensures the view sees what nova consumed since it was built."""
-        state = fakes.host_state(fakes.seed_cells())
+        state = fakes.host_state(fakes.two_node_cells())
         view = host_view.get(state)
         state.free_ram_mb -= 3000
         self.assertIs(view, host_view.get(state))
@@ -108,14 +109,14 @@ class HostViewTest(testcase.TestCase):
 
     def test_cells_are_memoised_per_compute_node_record(self):
         """Ensures cells are re-read exactly when the record changes."""
-        state = fakes.host_state(fakes.seed_cells())
+        state = fakes.host_state(fakes.two_node_cells())
         first = host_view.cells_from_state(state)
-        again = fakes.host_state(fakes.seed_cells())
+        again = fakes.host_state(fakes.two_node_cells())
         again.updated = state.updated
         self.assertIs(first, host_view.cells_from_state(again))
         again.free_ram_mb -= 2048  # an instance came or went
         self.assertIsNot(first, host_view.cells_from_state(again))
-        newer = fakes.host_state(fakes.seed_cells()[:1])
+        newer = fakes.host_state(fakes.two_node_cells()[:1])
         newer.updated += datetime.timedelta(seconds=1)
         self.assertEqual(1, len(host_view.cells_from_state(newer)))
 
@@ -127,7 +128,7 @@ class HostViewTest(testcase.TestCase):
         """
         now = timeutils.utcnow(with_timezone=True)
         self.useFixture(utils_fixture.TimeFixture(now))
-        state = fakes.host_state(fakes.seed_cells())
+        state = fakes.host_state(fakes.two_node_cells())
         state.updated = now - datetime.timedelta(milliseconds=999)
         first = host_view.cells_from_state(state)
         self.assertIsNot(first, host_view.cells_from_state(state))
@@ -138,7 +139,7 @@ class HostViewTest(testcase.TestCase):
         self.assertIs(settled, host_view.cells_from_state(state))
 
     def _memoised(self, name):
-        state = fakes.host_state(fakes.seed_cells(), name=name)
+        state = fakes.host_state(fakes.two_node_cells(), name=name)
         state.uuid = name
         host_view.cells_from_state(state)
         return state

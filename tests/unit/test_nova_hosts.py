@@ -24,7 +24,7 @@ from tests.unit import fakes
 
 def _fleet_host(**fields):
     values = dict(
-        host=fakes.host(fakes.seed_cells(), used_mb=20480, name='sriov'),
+        host=fakes.host(fakes.two_node_cells(), used_mb=20480, name='sriov'),
         pci=(fleet.PciPool(1, '8086', '154c', 'type-VF', 'physnet2', 8),
              fleet.PciPool(None, '10de', '1eb8', 'type-PCI', None, 1)),
         aggregates=({'pci_weight_multiplier': '2.5'},),

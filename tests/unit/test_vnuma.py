@@ -42,13 +42,13 @@ def cpus(first, count):
     return frozenset(range(first, first + count))
 
 
-def seed_cells():
+def two_node_cells():
     return capabilities.load(examples.TWO_NODE_XML)
 
 
 HOSTS = {
-    # The seed: 2 x 12 CPUs, 64328 and 64510 MiB.
-    'seed': seed_cells().cells,
+    # The two-node-64g host: 2 x 12 CPUs, 64328 and 64510 MiB.
+    'two-node-64g': two_node_cells().cells,
     '2socket': [Cell(0, cpus(0, 16), 128 * GB),
                 Cell(1, cpus(16, 16), 128 * GB)],
     '4socket': [Cell(i, cpus(24 * i, 24), 256 * GB) for i in range(4)],
@@ -86,30 +86,30 @@ def asym(*nodes, **extra):
 
 # (host, vcpus, memory_mb, options, expected specs or error text)
 CASES = [
-    ('seed', 16, 100000, {}, SYM2),
-    ('seed', 24, 100000, {}, SYM2),
-    ('seed', 2, 70000, {}, SYM2),
-    ('seed', 4, 16 * GB, {}, {}),
-    ('seed', 4, 16 * GB, {'pin': True},
+    ('two-node-64g', 16, 100000, {}, SYM2),
+    ('two-node-64g', 24, 100000, {}, SYM2),
+    ('two-node-64g', 2, 70000, {}, SYM2),
+    ('two-node-64g', 4, 16 * GB, {}, {}),
+    ('two-node-64g', 4, 16 * GB, {'pin': True},
      {'hw:numa_nodes': '1', 'hw:cpu_sockets': '1'}),
     # Shares in proportion to the cells (64328 and 64510 MiB): the bigger
     # guest node is for the bigger cell, cell 1. The guest takes every cell,
     # so nova tries them in id order: the bigger node comes second.
-    ('seed', 9, 100001, {'headroom_pct': 0},
+    ('two-node-64g', 9, 100001, {'headroom_pct': 0},
      asym(('0-3', 49929), ('4-8', 50072))),
-    ('seed', 32, 100000, {},
+    ('two-node-64g', 32, 100000, {},
      '32 vCPUs need 3 nodes of <=12 CPUs; host has 2'),
-    ('seed', 8, 200000, {},
+    ('two-node-64g', 8, 200000, {},
      '200000 MB need 4 nodes of <=58059 MB (after 10% headroom); host '
      'has 2'),
     # 58000 MiB per node: over cell 0's 57895 with 10% headroom, fine
     # without.
-    ('seed', 8, 116000, {},
+    ('two-node-64g', 8, 116000, {},
      "116000 MB exceed the 115954 MB the host's 2 cells offer (after 10% "
      "headroom)"),
-    ('seed', 8, 116000, {'headroom_pct': 0}, SYM2),
-    ('seed', 1, 70000, {}, 'but 1 vCPU(s) cannot make 2 nodes'),
-    ('seed', 16, 100352, {'page_size': '1GB'},
+    ('two-node-64g', 8, 116000, {'headroom_pct': 0}, SYM2),
+    ('two-node-64g', 1, 70000, {}, 'but 1 vCPU(s) cannot make 2 nodes'),
+    ('two-node-64g', 16, 100352, {'page_size': '1GB'},
      dict(SYM2, **{'hw:mem_page_size': '1GB'})),
     ('2socket', 32, 200000, {}, SYM2),
     ('2socket', 33, 200000, {}, '33 vCPUs need 3 nodes of <=16 CPUs'),
@@ -176,10 +176,11 @@ CASES = [
     ('hugepages', 4, 8 * GB, {'page_size': '2MB'},
      '8192 MB need 4 nodes of <=2048 MB; host has 2 (cells with CPUs and '
      'free 2048 KiB pages)'),
-    ('seed', 0, 1024, {}, 'vCPUs must be at least 1'),
-    ('seed', 2, 1024, {'headroom_pct': 100}, 'headroom must be'),
-    ('seed', 2, 1024, {'page_size': 'huge'}, "page size 'huge': expected"),
-    ('seed', 2, 1024, {'page_size': '3MB'}, 'not a power of two'),
+    ('two-node-64g', 0, 1024, {}, 'vCPUs must be at least 1'),
+    ('two-node-64g', 2, 1024, {'headroom_pct': 100}, 'headroom must be'),
+    ('two-node-64g', 2, 1024, {'page_size': 'huge'},
+     "page size 'huge': expected"),
+    ('two-node-64g', 2, 1024, {'page_size': '3MB'}, 'not a power of two'),
     ('pages_in_use', 4, 1024, {'page_size': '2MB'},
      'no cell of the host has free 2048 KiB pages'),
     # A page size the host lists on no cell is assumed reservable.
@@ -255,7 +256,7 @@ class PlanTableTest(testcase.TestCase):
 
     def test_host_object_is_accepted(self):
         """Ensures a topology.Host works as well as a list of cells."""
-        plan = vnuma.plan(16, 100000, seed_cells())
+        plan = vnuma.plan(16, 100000, two_node_cells())
         self.assertEqual(SYM2, plan.extra_specs)
         self.assertEqual((0, 1), plan.host_cells)
 
@@ -264,7 +265,7 @@ class PlanWarningTest(testcase.TestCase):
 
     def test_small_pages_warning(self):
         """Ensures specs on small pages warn of strict binding and OOM."""
-        plan = vnuma.plan(16, 100000, HOSTS['seed'])
+        plan = vnuma.plan(16, 100000, HOSTS['two-node-64g'])
         self.assertIn(vnuma.SMALL_PAGES_WARNING, plan.warnings)
         self.assertIn('hw:mem_page_size=large', vnuma.SMALL_PAGES_WARNING)
         self.assertIn('OOM', vnuma.SMALL_PAGES_WARNING)
@@ -276,11 +277,12 @@ class PlanWarningTest(testcase.TestCase):
 
     def test_no_warning_without_specs(self):
         """Ensures a guest that fits one cell gets no warning."""
-        self.assertEqual([], vnuma.plan(4, 4 * GB, HOSTS['seed']).warnings)
+        plan = vnuma.plan(4, 4 * GB, HOSTS['two-node-64g'])
+        self.assertEqual([], plan.warnings)
 
     def test_assumed_pages_warning(self):
         """Ensures a page size the host does not list is called assumed."""
-        plan = vnuma.plan(16, 100352, HOSTS['seed'], page_size='1GB')
+        plan = vnuma.plan(16, 100352, HOSTS['two-node-64g'], page_size='1GB')
         self.assertEqual(['the host description lists no 1048576 KiB '
                           'pages; the plan assumes each cell can reserve its '
                           'memory less 10% headroom as such pages'],
@@ -288,7 +290,7 @@ class PlanWarningTest(testcase.TestCase):
 
     def test_unequal_vcpus_warning(self):
         """Ensures unequal guest nodes get no hw:cpu_sockets, with a note."""
-        plan = vnuma.plan(9, 100000, HOSTS['seed'])
+        plan = vnuma.plan(9, 100000, HOSTS['two-node-64g'])
         self.assertNotIn('hw:cpu_sockets', plan.extra_specs)
         self.assertIn('hw:cpu_sockets is not set: the guest nodes have '
                       'different vCPU counts (5/4), so sockets cannot match '
@@ -296,14 +298,14 @@ class PlanWarningTest(testcase.TestCase):
 
     def test_live_free_memory_warning(self):
         """Ensures numastat's free memory that cannot take the nodes warns."""
-        host = topology.Host('seed', HOSTS['seed']).with_live(
+        host = topology.Host('two-node-64g', HOSTS['two-node-64g']).with_live(
             topology.LiveMemory({0: 10501, 1: 2769}))
         plan = vnuma.plan(16, 100000, host)
         self.assertIn("the host's nodes do not have the memory available "
                       "for the guest nodes now (node 0 10501 MB, node 1 "
                       "2769 MB available; guest nodes of 50000/50000 MB)",
                       plan.warnings[-1])
-        roomy = topology.Host('seed', HOSTS['seed']).with_live(
+        roomy = topology.Host('two-node-64g', HOSTS['two-node-64g']).with_live(
             topology.LiveMemory({0: 50000, 1: 50000}))
         self.assertEqual([vnuma.SMALL_PAGES_WARNING],
                          vnuma.plan(16, 100000, roomy).warnings)
@@ -324,7 +326,7 @@ class NovaCheckTest(testcase.TestCase):
 
         with mock.patch.object(planner.Layout, 'capacity_mb', new=doubled):
             e = self.assertRaises(vnuma.PlanError, vnuma.plan, 12, 100000,
-                                  HOSTS['seed'])
+                                  HOSTS['two-node-64g'])
         self.assertEqual('nova cannot fit the guest nodes 12 vCPUs/100000 '
                          'MB on the host (its numa_fit_instance_to_host '
                          'finds no placement)', str(e))
@@ -334,7 +336,7 @@ class NovaCheckTest(testcase.TestCase):
         with mock.patch.object(planner, 'cpu_range', autospec=True,
                                return_value='0'):
             e = self.assertRaises(vnuma.PlanError, vnuma.plan, 9, 100000,
-                                  HOSTS['seed'])
+                                  HOSTS['two-node-64g'])
         self.assertIn('nova rejects the specs', str(e))
 
     def test_plan_nova_reads_differently_is_an_error(self):
@@ -353,7 +355,7 @@ class NovaCheckTest(testcase.TestCase):
         with mock.patch.object(planner, 'cpu_range', autospec=True,
                                side_effect=shifted):
             e = self.assertRaises(vnuma.PlanError, vnuma.plan, 9, 100000,
-                                  HOSTS['seed'])
+                                  HOSTS['two-node-64g'])
         self.assertIn('nova reads the specs', str(e))
         self.assertIn('not the planned', str(e))
 

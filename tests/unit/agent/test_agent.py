@@ -34,7 +34,7 @@ from tests import memcached_fixture
 from tests import testcase
 
 GUEST = fake_guests.guest
-# Guests on the two-node host of write_seed_tree (MemFree 10501 and 2769 MB):
+# Guests on two-node-64g of write_two_node_tree (MemFree 10501 and 2769 MB):
 # * 2048 of instance-00000001's 8192 MB are resident on node 1: its other
 #   6144 MB are charged there;
 # * instance-00000002 has nothing resident: its 4096 MB go to node 0, which
@@ -59,7 +59,8 @@ class AgentTestCase(testcase.TestCase):
     def setUp(self):
         super().setUp()
         self.tmp = self.useFixture(fixtures.TempDir()).path
-        self.root = fake_sysfs.write_seed_tree(os.path.join(self.tmp, 'sys'))
+        self.root = fake_sysfs.write_two_node_tree(
+            os.path.join(self.tmp, 'sys'))
         # No guest runs unless a test writes some.
         self.libvirt_root = os.path.join(self.tmp, 'run', 'libvirt', 'qemu')
         self.cgroup_root = os.path.join(self.tmp, 'sys', 'fs', 'cgroup')
@@ -113,8 +114,8 @@ class AgentTestCase(testcase.TestCase):
                 if line.startswith('ERROR ')]
 
     def set_mem_total(self, node_id, kb):
-        """Rewrite a seed node's meminfo with MemTotal ``kb``."""
-        meminfo = dict(fake_sysfs.seed_nodes()[node_id]['meminfo'],
+        """Rewrite a two-node-64g node's meminfo with MemTotal ``kb``."""
+        meminfo = dict(fake_sysfs.two_node_nodes()[node_id]['meminfo'],
                        MemTotal=kb)
         path = os.path.join(self.root, 'devices', 'system', 'node',
                             'node%d' % node_id, 'meminfo')
@@ -129,14 +130,15 @@ class AgentTestCase(testcase.TestCase):
 
 class CommandLineTest(AgentTestCase):
 
-    def test_once_print_prints_the_seed_payload(self):
-        """Ensures --once --print prints one payload with the seed figures."""
+    def test_once_print_prints_the_two_node_payload(self):
+        """Ensures --once --print prints one payload of two-node-64g."""
         self.assertEqual(0, self.print_once('--host', 'compute1'))
         data = self.printed()
         trusted = payload.verify(json.dumps(data), 'compute1', None, 30,
                                  time.time(), full=True)
-        self.assertEqual(fake_sysfs.SEED_FREE_MB, trusted.free_mb)
-        self.assertEqual(fake_sysfs.SEED_AVAILABLE_MB, trusted.available_mb)
+        self.assertEqual(fake_sysfs.TWO_NODE_FREE_MB, trusted.free_mb)
+        self.assertEqual(fake_sysfs.TWO_NODE_AVAILABLE_MB,
+                         trusted.available_mb)
         # No guest runs: nothing untouched.
         self.assertEqual(({0: 0, 1: 0}, 0),
                          (trusted.untouched_mb, trusted.guests_mb))
@@ -520,7 +522,7 @@ class PublishTest(AgentTestCase):
                                        self.root]))
         full, record = self.stored()
         data = payload.verify(full, 'compute1', full=True)
-        self.assertEqual((fake_sysfs.SEED_FREE_MB, UNTOUCHED_MB,
+        self.assertEqual((fake_sysfs.TWO_NODE_FREE_MB, UNTOUCHED_MB,
                           GUESTS_MB),
                          (data.free_mb, data.untouched_mb, data.guests_mb))
         trusted = payload.verify(record, 'compute1', full=True)
@@ -559,7 +561,7 @@ class PublishTest(AgentTestCase):
                                        self.root]))
         live = self.reader().live_data(['compute1'])
         trusted = live.hosts['compute1']
-        self.assertEqual((fake_sysfs.SEED_FREE_MB, UNTOUCHED_MB,
+        self.assertEqual((fake_sysfs.TWO_NODE_FREE_MB, UNTOUCHED_MB,
                           GUESTS_MB),
                          (trusted.free_mb, trusted.untouched_mb,
                           trusted.guests_mb))
@@ -738,14 +740,14 @@ class PublishTest(AgentTestCase):
         self.assertEqual((None, None), self.stored())
 
         # Sane again: published, and said once.
-        self.set_mem_total(0, fake_sysfs.seed_nodes()[0]['meminfo'][
+        self.set_mem_total(0, fake_sysfs.two_node_nodes()[0]['meminfo'][
             'MemTotal'])
         self.assertTrue(agent.publish_once())
         self.assertTrue(agent.publish_once())
         self.assertEqual(1, self.log.output.count(
             "The payload passes the scheduler's checks again"))
         trusted = payload.verify(self.stored()[1], 'compute1', full=True)
-        self.assertEqual((fake_sysfs.SEED_FREE_MB, GUESTS_MB),
+        self.assertEqual((fake_sysfs.TWO_NODE_FREE_MB, GUESTS_MB),
                          (trusted.free_mb, trusted.guests_mb))
 
         # Refused again after that: a new change of state.

@@ -26,8 +26,8 @@ from tests import examples
 from tests.unit.cli import base
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'data')
-SEED_XML = examples.TWO_NODE_XML
-SEED_NUMASTAT = examples.TWO_NODE_NUMASTAT
+TWO_NODE_XML = examples.TWO_NODE_XML
+TWO_NODE_NUMASTAT = examples.TWO_NODE_NUMASTAT
 FLAVORS = os.path.join(DATA, 'flavors.json')
 SYM2 = {'hw:numa_nodes': '2', 'hw:cpu_sockets': '2'}
 
@@ -38,7 +38,7 @@ class FlavorSpecsTest(base.CLITestCase):
         """Ensures -f json prints exactly one JSON object of str values."""
         code, out, err = self.run_cli(
             'flavor-specs', '--vcpus', '16', '--ram', '100000',
-            '--capabilities', SEED_XML, '-f', 'json')
+            '--capabilities', TWO_NODE_XML, '-f', 'json')
 
         self.assertEqual(0, code)
         self.assertEqual(SYM2, json.loads(out))
@@ -67,7 +67,7 @@ class FlavorSpecsTest(base.CLITestCase):
     def test_value_and_table_formats(self):
         """Ensures -f value prints values and the table prints fields."""
         argv = ('flavor-specs', '--vcpus', '16', '--ram', '100000',
-                '--capabilities', SEED_XML)
+                '--capabilities', TWO_NODE_XML)
         code, out, _ = self.run_cli(*argv, '-f', 'value')
         self.assertEqual((0, '2\n2\n'), (code, out))
         code, out, _ = self.run_cli(*argv)
@@ -77,7 +77,7 @@ class FlavorSpecsTest(base.CLITestCase):
     def test_guest_that_fits_one_cell(self):
         """Ensures a small guest gets {} and --pin gives hw:numa_nodes=1."""
         argv = ('flavor-specs', '--vcpus', '4', '--ram', '16384',
-                '--capabilities', SEED_XML, '-f', 'json')
+                '--capabilities', TWO_NODE_XML, '-f', 'json')
         code, out, err = self.run_cli(*argv)
         self.assertEqual((0, {}), (code, json.loads(out)))
         self.assertIn('The guest fits one NUMA cell', err)
@@ -90,21 +90,22 @@ class FlavorSpecsTest(base.CLITestCase):
         """
         code, out, err = self.run_cli(
             'flavor-specs', '--vcpus', '16', '--ram', '102400',
-            '--capabilities', SEED_XML, '--page-size', 'large', '-f', 'json')
+            '--capabilities', TWO_NODE_XML, '--page-size', 'large', '-f',
+            'json')
         self.assertEqual(0, code)
         self.assertEqual(dict(SYM2, **{'hw:mem_page_size': 'large'}),
                          json.loads(out))
         self.assertIn('lists no 2048 KiB pages', err)
         self.assertNotIn('bound strictly', err)
 
-    def test_numastat_warns_of_the_seeds_free_memory(self):
-        """Ensures the seed's numastat shows the nodes lack memory now."""
+    def test_numastat_warns_of_the_available_memory(self):
+        """Ensures two-node-64g's numastat shows the nodes lack memory now."""
         code, out, err = self.run_cli(
             'flavor-specs', '--vcpus', '16', '--ram', '100000',
-            '--capabilities', SEED_XML, '--numastat', SEED_NUMASTAT, '-f',
-            'json')
+            '--capabilities', TWO_NODE_XML, '--numastat', TWO_NODE_NUMASTAT,
+            '-f', 'json')
         self.assertEqual((0, SYM2), (code, json.loads(out)))
-        # MemFree + Inactive(file) + SReclaimable of the seed's nodes.
+        # MemFree + Inactive(file) + SReclaimable of two-node-64g's nodes.
         self.assertIn('(node 0 14286 MB, node 1 7854 MB available; guest '
                       'nodes of 50000/50000 MB)', err)
 
@@ -112,7 +113,7 @@ class FlavorSpecsTest(base.CLITestCase):
         """Ensures a guest too large for the host exits 1 with the reason."""
         code, out, err = self.run_cli(
             'flavor-specs', '--vcpus', '32', '--ram', '100000',
-            '--capabilities', SEED_XML, '-f', 'json')
+            '--capabilities', TWO_NODE_XML, '-f', 'json')
         self.assertEqual(
             (1, '', '32 vCPUs need 3 nodes of <=12 CPUs; host has 2\n'),
             (code, out, err))
@@ -121,7 +122,7 @@ class FlavorSpecsTest(base.CLITestCase):
         """Ensures bad files and values give exit 1 and one line, no trace."""
         laughs = self.write('laughs.xml', '<!DOCTYPE t [<!ENTITY a "b">]>'
                             '<topology>&a;</topology>')
-        truncated = self.write('cut.txt', open(SEED_NUMASTAT).read()[:300])
+        truncated = self.write('cut.txt', open(TWO_NODE_NUMASTAT).read()[:300])
         missing = os.path.join(self.tmp, 'missing.xml')
         absurd = self.write('absurd.xml', "<topology><cells><cell id='0'>"
                             "<memory unit='KB'>%s</memory></cell></cells>"
@@ -140,8 +141,8 @@ class FlavorSpecsTest(base.CLITestCase):
             (('--cells', '6:64419', '--numastat', truncated),
              truncated + ': line 9: row Active(anon) has 1 values, '
              'expected 3 (one per node and the total); truncated?'),
-            (('--cells', '6:64419', '--numastat', SEED_NUMASTAT),
-             SEED_NUMASTAT + ': nodes 0,1 do not match the host cells 0'),
+            (('--cells', '6:64419', '--numastat', TWO_NODE_NUMASTAT),
+             TWO_NODE_NUMASTAT + ': nodes 0,1 do not match the host cells 0'),
             (('--cells', '6:64419', '--headroom', '100'),
              'headroom must be at least 0 and below 100 percent, got 100.0'),
             (('--cells', '6:64419', '--page-size', '3MB'),
@@ -177,7 +178,7 @@ class FlavorSpecsTest(base.CLITestCase):
         for argv in (('--vcpus', 'x', '--cells', '1:1'),
                      ('--vcpus', '1', '--ram', '1'),
                      ('--vcpus', '1', '--ram', '1', '--cells', '1:1',
-                      '--capabilities', SEED_XML)):
+                      '--capabilities', TWO_NODE_XML)):
             code, out, err = self.run_cli('flavor-specs', *argv)
             self.assertEqual(2, code, argv)
             self.assertIn('nova-numa-guard flavor-specs: error:', err)
@@ -268,8 +269,8 @@ class FlavorsBatchTest(base.CLITestCase):
         skipped; x1.huge cannot fit, which makes the exit code 1.
         """
         code, out, err = self.run_cli(
-            'flavor-specs', '--flavors', FLAVORS, '--capabilities', SEED_XML,
-            '-f', 'value')
+            'flavor-specs', '--flavors', FLAVORS, '--capabilities',
+            TWO_NODE_XML, '-f', 'value')
         self.assertEqual(1, code)
         self.assertEqual(
             'openstack flavor set --property hw:numa_nodes=2 --property '
@@ -305,7 +306,7 @@ class FlavorsBatchTest(base.CLITestCase):
             'ID': '1', 'Name': 'big', 'RAM': 100000, 'VCPUs': 16,
             'Properties': "hw:cpu_sockets='2'"}]))
         code, out, _ = self.run_cli('flavor-specs', '--flavors', path,
-                                    '--capabilities', SEED_XML, '-f',
+                                    '--capabilities', TWO_NODE_XML, '-f',
                                     'value')
         self.assertEqual(0, code)
         self.assertEqual('openstack flavor set --property hw:numa_nodes=2 '
@@ -366,7 +367,7 @@ class FlavorsBatchTest(base.CLITestCase):
             {'Name': 'bogus', 'RAM': 100000, 'VCPUs': 16,
              'Properties': {'hw:cpu_policy': 'bogus'}}]))
         code, out, err = self.run_cli(
-            'flavor-specs', '--flavors', path, '--capabilities', SEED_XML,
+            'flavor-specs', '--flavors', path, '--capabilities', TWO_NODE_XML,
             '-f', 'value', '-c', 'Flavor')
         self.assertEqual(1, code)
         self.assertEqual('shared\nshared-text\nnoted\n', out)

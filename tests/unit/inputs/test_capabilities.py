@@ -26,11 +26,11 @@ from tests import examples
 from tests import testcase
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'data')
-SEED = examples.TWO_NODE_XML
+TWO_NODE = examples.TWO_NODE_XML
 HUGEPAGES = os.path.join(DATA, 'capabilities-hugepages.xml')
 
-with open(SEED, 'rb') as f:
-    SEED_XML = f.read()
+with open(TWO_NODE, 'rb') as f:
+    TWO_NODE_XML = f.read()
 
 PROPERTY = hypothesis.settings(max_examples=150, deadline=None,
                                derandomize=True, database=None)
@@ -51,11 +51,11 @@ CPU0 = "<cpu id='0' socket_id='0' core_id='0' siblings='0'/>"
 CPU1 = "<cpu id='1' socket_id='0' core_id='1' siblings='1'/>"
 
 
-class SeedCapabilitiesTest(testcase.TestCase):
+class TwoNodeCapabilitiesTest(testcase.TestCase):
 
-    def test_seed_cells(self):
-        """Ensures the seed's XML gives 2 cells of 12 CPUs and its memory."""
-        host = capabilities.load(SEED)
+    def test_two_node_cells(self):
+        """Ensures two-node-64g's XML gives 2 cells of 12 CPUs and memory."""
+        host = capabilities.load(TWO_NODE)
 
         self.assertEqual('two-node-64g-capabilities', host.name)
         self.assertEqual([0, 1], [c.id for c in host.cells])
@@ -96,8 +96,8 @@ class SeedCapabilitiesTest(testcase.TestCase):
 
     def test_str_and_bytes(self):
         """Ensures text and bytes parse the same."""
-        from_bytes = capabilities.parse(SEED_XML)
-        from_text = capabilities.parse(SEED_XML.decode())
+        from_bytes = capabilities.parse(TWO_NODE_XML)
+        from_text = capabilities.parse(TWO_NODE_XML.decode())
         self.assertEqual([c.memory_mb for c in from_bytes.cells],
                          [c.memory_mb for c in from_text.cells])
 
@@ -156,7 +156,7 @@ BAD = [
     ('external_dtd', EXTERNAL_DTD, 'refusing a document type'),
     ('empty', b'', 'malformed XML'),
     ('not_xml', b'numastat -m', 'malformed XML'),
-    ('truncated', SEED_XML[:len(SEED_XML) // 2], 'malformed XML'),
+    ('truncated', TWO_NODE_XML[:len(TWO_NODE_XML) // 2], 'malformed XML'),
     ('wrong_root', b'<domain/>', 'found <domain>'),
     ('no_topology', b'<capabilities><host/></capabilities>',
      'no <host><topology>'),
@@ -245,14 +245,14 @@ class BadCapabilitiesTest(testcase.TestCase):
         self.assertNotIn('root:', str(e))
 
     @PROPERTY
-    @hypothesis.given(st.integers(0, len(SEED_XML.rstrip()) - 1))
-    def test_truncated_seed_is_an_input_error(self, length):
-        """Ensures any truncation of the seed XML is a one-line InputError.
+    @hypothesis.given(st.integers(0, len(TWO_NODE_XML.rstrip()) - 1))
+    def test_truncated_example_is_an_input_error(self, length):
+        """Ensures any truncation of two-node-64g's XML is an InputError.
 
         Only the trailing newline may go: the document is complete without.
         """
         e = self.assertRaises(InputError, capabilities.parse,
-                              SEED_XML[:length], 'seed.xml')
+                              TWO_NODE_XML[:length], 'two-node-64g.xml')
         self.assertNotIn('\n', str(e))
 
     @PROPERTY

@@ -24,10 +24,10 @@ from tests import examples
 from tests import testcase
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'data')
-SEED = examples.TWO_NODE_NUMASTAT
+TWO_NODE = examples.TWO_NODE_NUMASTAT
 
-with open(SEED) as f:
-    SEED_TEXT = f.read()
+with open(TWO_NODE) as f:
+    TWO_NODE_TEXT = f.read()
 
 PROPERTY = hypothesis.settings(max_examples=150, deadline=None,
                                derandomize=True, database=None)
@@ -52,11 +52,11 @@ def rows_for(nodes, total=64000.0, free=1000.0):
             ('HugePages_Free', [0.0] * n), ('HugePages_Surp', [0.0] * n)]
 
 
-class SeedNumastatTest(testcase.TestCase):
+class TwoNodeNumastatTest(testcase.TestCase):
 
-    def test_seed(self):
-        """Ensures the seed's numastat -m parses to its numbers in MB."""
-        stat = numastat.load(SEED)
+    def test_two_node_numbers(self):
+        """Ensures two-node-64g's numastat -m parses to its numbers in MB."""
+        stat = numastat.load(TWO_NODE)
 
         self.assertEqual((0, 1), stat.nodes)
         self.assertEqual({0: 64328.18, 1: 64510.16}, stat.field('MemTotal'))
@@ -94,7 +94,7 @@ class SeedNumastatTest(testcase.TestCase):
     def test_notices_and_blank_lines_are_skipped(self):
         """Ensures numastat's 'Token ... not in hash table' lines are ok."""
         text = ('Token Unaccepted not in hash table.\n\n' +
-                SEED_TEXT.replace('MemUsed', '\nMemUsed'))
+                TWO_NODE_TEXT.replace('MemUsed', '\nMemUsed'))
         self.assertEqual({0: 10501, 1: 2769},
                          numastat.parse(text).free_mb())
 
@@ -109,31 +109,31 @@ BAD = [
     ('empty', '', 'empty'),
     ('plain_numastat', 'node0 node1\nnuma_hit 1 2\n', 'expected the '
      'numastat -m header'),
-    ('no_rows', SEED_TEXT.split('MemTotal')[0], 'no MemTotal row'),
-    ('no_memfree', _drop_line(SEED_TEXT, 'MemFree'), 'no MemFree row'),
-    ('cut_after_row', SEED_TEXT.split('HugePages_Total')[0],
+    ('no_rows', TWO_NODE_TEXT.split('MemTotal')[0], 'no MemTotal row'),
+    ('no_memfree', _drop_line(TWO_NODE_TEXT, 'MemFree'), 'no MemFree row'),
+    ('cut_after_row', TWO_NODE_TEXT.split('HugePages_Total')[0],
      'ends after row AnonHugePages'),
-    ('missing_value', SEED_TEXT.replace('10501.73 ', ''),
+    ('missing_value', TWO_NODE_TEXT.replace('10501.73 ', ''),
      'row MemFree has 2 values, expected 3'),
-    ('not_a_number', SEED_TEXT.replace('10501.73', 'lots'),
+    ('not_a_number', TWO_NODE_TEXT.replace('10501.73', 'lots'),
      "row MemFree: bad value 'lots': not a number of MB; truncated?"),
     # The first value of the table sets the number of decimals.
-    ('bad_first_value', SEED_TEXT.replace('64328.18', 'x'),
+    ('bad_first_value', TWO_NODE_TEXT.replace('64328.18', 'x'),
      "row MemTotal: bad value 'x': not a number of MB; truncated?"),
-    ('cut_number', SEED_TEXT.replace('10501.73', '10501.7'),
+    ('cut_number', TWO_NODE_TEXT.replace('10501.73', '10501.7'),
      "row MemFree: bad value '10501.7': numastat prints MB with 2 "
      "decimals; truncated?"),
-    ('bad_total', SEED_TEXT.replace('13271.46', '13271.00'),
+    ('bad_total', TWO_NODE_TEXT.replace('13271.46', '13271.00'),
      'add up to 13271.45, not the total 13271.00'),
     ('free_above_total', table([0], [('MemTotal', [10.0]),
                                      ('MemFree', [20.0]),
                                      ('HugePages_Surp', [0.0])]),
      'MemFree 20.00 exceeds MemTotal 10.00'),
-    ('duplicate_row', SEED_TEXT.replace('MemUsed', 'MemFree'),
+    ('duplicate_row', TWO_NODE_TEXT.replace('MemUsed', 'MemFree'),
      'row MemFree appears twice'),
-    ('duplicate_node', SEED_TEXT.replace('Node 1', 'Node 0'),
+    ('duplicate_node', TWO_NODE_TEXT.replace('Node 1', 'Node 0'),
      'a node appears twice'),
-    ('bad_row_name', SEED_TEXT.replace('Dirty', '{Dirty}'),
+    ('bad_row_name', TWO_NODE_TEXT.replace('Dirty', '{Dirty}'),
      "bad row name '{Dirty}'"),
     ('not_utf8', b'\xff\xfe', 'not UTF-8'),
 ]
@@ -157,16 +157,16 @@ class BadNumastatTest(testcase.TestCase):
         self.assertTrue(str(e).startswith(DATA + ': cannot read: '))
 
     @PROPERTY
-    @hypothesis.given(st.integers(0, len(SEED_TEXT.rstrip()) - 1))
-    def test_truncated_seed_is_an_input_error(self, length):
-        """Ensures every truncation of the seed text is an InputError.
+    @hypothesis.given(st.integers(0, len(TWO_NODE_TEXT.rstrip()) - 1))
+    def test_truncated_example_is_an_input_error(self, length):
+        """Ensures every truncation of the two-node-64g text is an InputError.
 
         The table must end with HugePages_Surp, every value has the same
         number of decimals and each total is the sum of its nodes, so a cut
         anywhere shows.
         """
         e = self.assertRaises(InputError, numastat.parse,
-                              SEED_TEXT[:length], 'seed.txt')
+                              TWO_NODE_TEXT[:length], 'two-node-64g.txt')
         self.assertNotIn('\n', str(e))
 
     @PROPERTY
@@ -177,13 +177,13 @@ class BadNumastatTest(testcase.TestCase):
         self.assertRaises(InputError, numastat.parse, data, 'r.txt')
 
     @PROPERTY
-    @hypothesis.given(st.lists(st.sampled_from(SEED_TEXT.splitlines()),
+    @hypothesis.given(st.lists(st.sampled_from(TWO_NODE_TEXT.splitlines()),
                                max_size=12),
                       st.sampled_from([' ', '\t', '  ', '.', '-', '0']))
     def test_shuffled_lines_parse_or_fail_cleanly(self, lines, junk):
-        """Ensures lines of the seed in any order parse or give InputError.
+        """Ensures lines of two-node-64g's text in any order parse or fail.
 
-        A result always has the seed's numbers: nothing is read wrongly.
+        A result always has two-node-64g's numbers: nothing is read wrongly.
         """
         text = '\n'.join(line.replace(' ', junk, 1) if i % 3 == 2 else line
                          for i, line in enumerate(lines))

@@ -10,7 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""The sysfs reader against fake trees, including the seed's numastat."""
+"""The sysfs reader against fake trees, including two-node-64g's numastat."""
 
 import os
 import shutil
@@ -37,19 +37,19 @@ class SysfsTestCase(testcase.TestCase):
         super().setUp()
         self.root = self.useFixture(fixtures.TempDir()).path
 
-    def write_seed(self):
-        return fake_sysfs.write_seed_tree(self.root)
+    def write_two_node(self):
+        return fake_sysfs.write_two_node_tree(self.root)
 
     def node_file(self, node_id, name):
         return os.path.join(self.root, 'devices', 'system', 'node',
                             'node%d' % node_id, name)
 
 
-class SeedTreeTest(SysfsTestCase):
+class TwoNodeTreeTest(SysfsTestCase):
 
-    def test_seed_nodes_read_with_numastat_figures(self):
-        """Ensures the seed's numastat -m figures come back per node."""
-        self.write_seed()
+    def test_two_node_nodes_read_with_numastat_figures(self):
+        """Ensures two-node-64g's numastat -m figures come back per node."""
+        self.write_two_node()
         nodes = sysfs.read_nodes(self.root)
         self.assertEqual([0, 1], [n.id for n in nodes])
         self.assertEqual([10501, 2769], [n.mb('MemFree') for n in nodes])
@@ -59,7 +59,7 @@ class SeedTreeTest(SysfsTestCase):
 
     def test_available_memory_is_the_numastat_figure(self):
         """Ensures sysfs and numastat -m use one available-memory formula."""
-        self.write_seed()
+        self.write_two_node()
         calls = self.useFixture(fixtures.MockPatch(
             'nova_numa_guard.live.payload.available_mb',
             side_effect=payload.available_mb))
@@ -71,9 +71,9 @@ class SeedTreeTest(SysfsTestCase):
         self.assertEqual(4, calls.mock.call_count)
         self.assertEqual(from_numastat, from_sysfs)
 
-    def test_seed_cpus_distances_hugepages(self):
-        """Ensures the seed's CPUs, distances and hugepages are read."""
-        self.write_seed()
+    def test_two_node_cpus_distances_hugepages(self):
+        """Ensures two-node-64g's CPUs, distances and hugepages are read."""
+        self.write_two_node()
         node0, node1 = sysfs.read_nodes(self.root)
         self.assertEqual([0, 1, 2, 3, 4, 5, 12, 13, 14, 15, 16, 17],
                          node0.cpus)
@@ -83,9 +83,9 @@ class SeedTreeTest(SysfsTestCase):
         self.assertEqual([21, 10], node1.distances)
         self.assertEqual({2048: (0, 0), 1048576: (0, 0)}, node0.hugepages)
 
-    def test_seed_devices_and_nics(self):
+    def test_two_node_devices_and_nics(self):
         """Ensures NICs and NVMe are read with their nodes, bridges not."""
-        self.write_seed()
+        self.write_two_node()
         devices, problems = sysfs.read_devices(self.root)
         self.assertEqual([], problems)
         by_address = {d.address: d for d in devices}
@@ -99,7 +99,7 @@ class SeedTreeTest(SysfsTestCase):
 
     def test_unknown_device_node_is_none(self):
         """Ensures a device on node -1 has no node."""
-        fake_sysfs.write_tree(self.root, fake_sysfs.seed_nodes(), [
+        fake_sysfs.write_tree(self.root, fake_sysfs.two_node_nodes(), [
             {'address': '0000:05:00.0', 'numa_node': -1,
              'class': '0x020000', 'vendor': '0x15b3', 'device': '0x1017'}])
         devices, _ = sysfs.read_devices(self.root)
@@ -107,7 +107,7 @@ class SeedTreeTest(SysfsTestCase):
 
     def test_hugepages_counted(self):
         """Ensures hugepage pools are read as (total, free)."""
-        nodes = fake_sysfs.seed_nodes()
+        nodes = fake_sysfs.two_node_nodes()
         nodes[1]['hugepages'] = {1048576: (16, 4)}
         fake_sysfs.write_tree(self.root, nodes)
         self.assertEqual({1048576: (16, 4)},
@@ -115,7 +115,7 @@ class SeedTreeTest(SysfsTestCase):
 
     def test_memory_only_node_has_no_cpus(self):
         """Ensures a memory-only node reads with no CPUs."""
-        nodes = fake_sysfs.seed_nodes()
+        nodes = fake_sysfs.two_node_nodes()
         nodes[1]['cpulist'] = ''
         fake_sysfs.write_tree(self.root, nodes)
         self.assertEqual([], sysfs.read_nodes(self.root)[1].cpus)
@@ -136,7 +136,7 @@ class BadTreeTest(SysfsTestCase):
 
     def test_missing_meminfo_names_the_file(self):
         """Ensures a missing meminfo is an error naming the file."""
-        nodes = fake_sysfs.seed_nodes()
+        nodes = fake_sysfs.two_node_nodes()
         nodes[1]['meminfo'] = None
         fake_sysfs.write_tree(self.root, nodes)
         exc = self.assert_input_error('cannot read', sysfs.read_nodes,
@@ -145,7 +145,7 @@ class BadTreeTest(SysfsTestCase):
 
     def test_tolerant_read_keeps_good_nodes(self):
         """Ensures one unreadable node does not hide the others."""
-        nodes = fake_sysfs.seed_nodes()
+        nodes = fake_sysfs.two_node_nodes()
         nodes[0]['cpulist'] = None
         fake_sysfs.write_tree(self.root, nodes)
         good, problems = sysfs.read_nodes_tolerant(self.root)
@@ -193,7 +193,7 @@ class BadTreeTest(SysfsTestCase):
 
     def test_only_the_kernels_node_names_count(self):
         """Ensures node01 or node with non-ASCII digits are not node 1."""
-        fake_sysfs.write_seed_tree(self.root)
+        fake_sysfs.write_two_node_tree(self.root)
         base = os.path.dirname(self.node_file(1, 'meminfo'))
         for alias in ('node01', 'node\u0661', 'node1x', 'node-1'):
             shutil.copytree(base, os.path.join(os.path.dirname(base), alias))
@@ -212,7 +212,7 @@ class BadTreeTest(SysfsTestCase):
         """Ensures a FIFO as meminfo is refused at once, not waited on."""
         # A blocking open would wait for a writer for ever: fail instead.
         self.useFixture(fixtures.Timeout(20, gentle=True))
-        fake_sysfs.write_seed_tree(self.root)
+        fake_sysfs.write_two_node_tree(self.root)
         path = self.node_file(1, 'meminfo')
         os.unlink(path)
         os.mkfifo(path)
@@ -259,7 +259,7 @@ class BadTreeTest(SysfsTestCase):
 
     def test_bad_hugepage_counts(self):
         """Ensures more free than total hugepages is refused."""
-        nodes = fake_sysfs.seed_nodes()
+        nodes = fake_sysfs.two_node_nodes()
         nodes[0]['hugepages'] = {2048: (4, 8)}
         fake_sysfs.write_tree(self.root, nodes)
         self.assert_input_error('more than nr_hugepages', sysfs.read_nodes,
@@ -267,7 +267,7 @@ class BadTreeTest(SysfsTestCase):
 
     def test_binary_file(self):
         """Ensures a binary meminfo is refused, not decoded."""
-        nodes = fake_sysfs.seed_nodes()
+        nodes = fake_sysfs.two_node_nodes()
         fake_sysfs.write_tree(self.root, nodes)
         with open(self.node_file(0, 'meminfo'), 'wb') as handle:
             handle.write(b'\xff\xfe garbage')
@@ -275,7 +275,7 @@ class BadTreeTest(SysfsTestCase):
 
     def test_unreadable_device_reported_not_raised(self):
         """Ensures a bad device file is reported, not raised."""
-        fake_sysfs.write_tree(self.root, fake_sysfs.seed_nodes(), [
+        fake_sysfs.write_tree(self.root, fake_sysfs.two_node_nodes(), [
             {'address': '0000:05:00.0', 'numa_node': 'x',
              'class': '0x020000', 'vendor': '0x15b3', 'device': '0x1017'},
             {'address': '0000:06:00.0', 'numa_node': 0,
@@ -308,9 +308,9 @@ class BadTreeTest(SysfsTestCase):
 
 class ReadHostTest(SysfsTestCase):
 
-    def test_seed_host(self):
-        """Ensures the seed's nodes become cells with live free memory."""
-        self.write_seed()
+    def test_two_node_host(self):
+        """Ensures two-node-64g's nodes become cells with live free memory."""
+        self.write_two_node()
         host = sysfs.read_host(self.root)
         self.assertEqual(os.path.normpath(self.root), host.name)
         cell0, cell1 = host.cells
@@ -328,7 +328,7 @@ class ReadHostTest(SysfsTestCase):
 
     def test_hugepages_are_carved_out_of_small_pages(self):
         """Ensures a pool counts whole (its shape), not its free pages."""
-        nodes = fake_sysfs.seed_nodes()
+        nodes = fake_sysfs.two_node_nodes()
         nodes[1]['hugepages'] = {1048576: (16, 4)}
         fake_sysfs.write_tree(self.root, nodes)
         cell1 = sysfs.read_host(self.root).cells[1]
@@ -339,7 +339,7 @@ class ReadHostTest(SysfsTestCase):
     def test_memory_only_node_and_odd_distances(self):
         """Ensures a node without CPUs holds no guests; bad rows are dropped.
         """
-        nodes = fake_sysfs.seed_nodes()
+        nodes = fake_sysfs.two_node_nodes()
         nodes[1]['cpulist'] = ''
         nodes[0]['distance'] = '10'
         fake_sysfs.write_tree(self.root, nodes)
@@ -355,12 +355,12 @@ class ReadHostTest(SysfsTestCase):
 
 
 # Two dual-port NICs: 0000:81 on node 1, 0000:03 on node 0.
-TWO_NICS = fake_sysfs.SEED_DEVICES[:2] + [
+TWO_NICS = fake_sysfs.TWO_NODE_DEVICES[:2] + [
     {'address': '0000:03:00.0', 'numa_node': 0, 'class': '0x020000',
      'vendor': '0x15b3', 'device': '0x1017'},
     {'address': '0000:03:00.1', 'numa_node': 0, 'class': '0x020000',
      'vendor': '0x15b3', 'device': '0x1017'}]
-TWO_NICS_NETS = dict(fake_sysfs.SEED_NETS, ens3f0='0000:03:00.0',
+TWO_NICS_NETS = dict(fake_sysfs.TWO_NODE_NETS, ens3f0='0000:03:00.0',
                      ens3f1='0000:03:00.1')
 
 
@@ -370,7 +370,7 @@ class InterfaceDevicesTest(SysfsTestCase):
     def setUp(self):
         super().setUp()
         fake_sysfs.write_tree(
-            self.root, fake_sysfs.seed_nodes(), TWO_NICS, TWO_NICS_NETS,
+            self.root, fake_sysfs.two_node_nodes(), TWO_NICS, TWO_NICS_NETS,
             lowers={'bond0': ['ens1f0', 'ens3f0'],
                     'bond0.100': ['bond0'],
                     'br-int': []})

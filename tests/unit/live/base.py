@@ -38,7 +38,7 @@ def two_node_payload(host, timestamp=None, key=None, free=None):
     Node 0 has 10501 MB free and 14286 MB available, node 1 2769 and 7854,
     unless ``free`` says otherwise.
     """
-    free = free or fake_sysfs.SEED_FREE_MB
+    free = free or fake_sysfs.TWO_NODE_FREE_MB
     nodes = []
     for node_id, total in ((0, 64328), (1, 64510)):
         nodes.append({
@@ -46,7 +46,7 @@ def two_node_payload(host, timestamp=None, key=None, free=None):
                                               node_id * 12 + 12)),
             'mem_total_mb': total, 'mem_free_mb': free[node_id],
             'mem_available_mb': max(free[node_id],
-                                    fake_sysfs.SEED_AVAILABLE_MB[node_id]),
+                                    fake_sysfs.TWO_NODE_AVAILABLE_MB[node_id]),
             'hugepages': {}, 'distances': [10, 21]})
     return payload.build(host, time.time() if timestamp is None
                          else timestamp, nodes, [], key=key)
@@ -94,7 +94,7 @@ class LiveSourceTestCase(testcase.TestCase):
              for host in hosts}, 600)
 
     def host_states(self, count, prefix='compute'):
-        return [fakes.host_state(fakes.seed_cells(),
+        return [fakes.host_state(fakes.two_node_cells(),
                                  name='%s%d' % (prefix, i))
                 for i in range(count)]
 

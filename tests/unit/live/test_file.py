@@ -364,8 +364,8 @@ class FilterWithLiveDataTest(FileSourceTestCase):
     def test_on_missing_live_data_policies(self):
         """Ensures accounted, pass and reject apply to hosts without data."""
         # A host whose accounted data rejects the guest: 60 GB used.
-        full = base.fakes.host_state(base.fakes.seed_cells(), used_mb=100000,
-                                     name='full')
+        full = base.fakes.host_state(base.fakes.two_node_cells(),
+                                     used_mb=100000, name='full')
         hosts = [full] + self.host_states(1)
         self.write('stale', base.two_node_payload('full', timestamp=1),
                    name='full')

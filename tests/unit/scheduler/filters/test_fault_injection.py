@@ -44,7 +44,7 @@ class FaultInjectionTest(test.NoDBTestCase):
         super().setUp()
         # Not more than the bound: a blocked call fails the test.
         self.useFixture(fixtures.Timeout(60, gentle=True))
-        self.hosts = [fakes.host_state(fakes.seed_cells(),
+        self.hosts = [fakes.host_state(fakes.two_node_cells(),
                                        name='compute%d' % i)
                       for i in range(HOSTS)]
         # Accounted data lets a 16 GB guest in on every host.

@@ -68,35 +68,36 @@ class NUMACellFitFilterTest(test.NoDBTestCase):
     def setUp(self):
         super().setUp()
         self.filt = numa_cell_fit.NUMACellFitFilter()
-        self.seed = fakes.host_state(fakes.seed_cells(), name='seed')
+        self.two_node = fakes.host_state(fakes.two_node_cells(),
+                                         name='two-node-64g')
 
     def _passing(self, hosts, spec):
         return [h.host for h in self.filt.filter_all(hosts, spec)]
 
-    def test_large_guest_rejected_on_the_seed_host(self):
-        """Ensures the seed's 70000 MB guest does not pass 2 x 64 GB."""
+    def test_large_guest_rejected_on_two_node_64g(self):
+        """Ensures two-node-64g's 70000 MB guest does not pass 2 x 64 GB."""
         spec = fakes.request_spec(70000, 4)
-        self.assertFalse(self.filt.host_passes(self.seed, spec))
+        self.assertFalse(self.filt.host_passes(self.two_node, spec))
 
     def test_guest_that_fits_passes(self):
         """Ensures a guest that fits one cell passes."""
-        self.assertTrue(self.filt.host_passes(self.seed,
+        self.assertTrue(self.filt.host_passes(self.two_node,
                                               fakes.request_spec(16 * GB, 4)))
 
     def test_hugepage_numa_request_passes(self):
         """Ensures hugepage guests are left to nova's page accounting."""
         spec = fakes.request_spec(
             70000, 2, numa_topology=_numa_request(70000, pagesize=2048))
-        self.assertTrue(self.filt.host_passes(self.seed, spec))
+        self.assertTrue(self.filt.host_passes(self.two_node, spec))
 
     def test_small_page_numa_request_needs_room_on_its_cells(self):
         """Ensures a NUMA guest on small pages is checked per cell."""
         spec = fakes.request_spec(
             16 * GB, 2, numa_topology=_numa_request(16 * GB))
-        self.assertTrue(self.filt.host_passes(self.seed, spec))
+        self.assertTrue(self.filt.host_passes(self.two_node, spec))
         # 100000 MB of guests without a NUMA topology, which nova does not
         # count per cell: about 14 GB free per cell, accounted.
-        busy = fakes.host_state(fakes.seed_cells(), used_mb=100512,
+        busy = fakes.host_state(fakes.two_node_cells(), used_mb=100512,
                                 name='busy')
         with mock.patch.object(numa_cell_fit.LOG, 'debug',
                                autospec=True) as debug:
@@ -115,7 +116,7 @@ class NUMACellFitFilterTest(test.NoDBTestCase):
             16 * GB, pagesize=hardware.MEMPAGES_ANY))
         # About 14 GB free per cell for bound memory, accounted, and no
         # hugepages: nova backs the guest with small pages.
-        busy = fakes.host_state(fakes.seed_cells(), used_mb=100512,
+        busy = fakes.host_state(fakes.two_node_cells(), used_mb=100512,
                                 name='busy')
         self.assertFalse(self.filt.host_passes(busy, spec))
         # The same small-page usage next to 20 free 1 GiB pages per cell:
@@ -123,7 +124,7 @@ class NUMACellFitFilterTest(test.NoDBTestCase):
         cells = [topology.Cell(c.id, c.cpus, c.memory_mb,
                                small_page_mb=c.memory_mb - 20 * GB,
                                hugepages={1048576: (20, 0)})
-                 for c in fakes.seed_cells()]
+                 for c in fakes.two_node_cells()]
         huge = fakes.host_state(cells, used_mb=100512, name='huge')
         self.assertTrue(self.filt.host_passes(huge, spec))
 
@@ -183,23 +184,24 @@ class NUMACellFitFilterTest(test.NoDBTestCase):
         """Ensures a rebuild is not filtered (RUN_ON_REBUILD = False)."""
         spec = fakes.request_spec(70000, 4,
                                   hints={'_nova_check_type': ['rebuild']})
-        self.assertTrue(self.filt.host_passes(self.seed, spec))
+        self.assertTrue(self.filt.host_passes(self.two_node, spec))
 
     def test_rejection_logs_one_debug_line_with_the_numbers(self):
         """Ensures a rejected host gets one DEBUG line saying why."""
         with mock.patch.object(numa_cell_fit.LOG, 'debug',
                                autospec=True) as debug:
-            self.filt.host_passes(self.seed, fakes.request_spec(70000, 4))
+            self.filt.host_passes(self.two_node, fakes.request_spec(70000, 4))
         debug.assert_called_once_with(
             mock.ANY, mock.ANY, instance_uuid=fakes.INSTANCE_UUID)
         message = debug.call_args[0][0] % debug.call_args[0][1]
-        self.assertEqual('seed, seed fails NUMA cell fit: needs 70000 MB and '
-                         '4 vCPUs in one cell; largest cell 1 holds 64510 MB '
-                         'and 12 CPUs', message)
+        self.assertEqual('two-node-64g, two-node-64g fails NUMA cell fit: '
+                         'needs 70000 MB and 4 vCPUs in one cell; largest '
+                         'cell 1 holds 64510 MB and 12 CPUs', message)
 
     def test_info_line_when_every_host_is_removed(self):
         """Ensures the request gets one INFO line with what to do."""
-        hosts = [self.seed, fakes.host_state(fakes.seed_cells(), name='b')]
+        hosts = [self.two_node,
+                 fakes.host_state(fakes.two_node_cells(), name='b')]
         with mock.patch.object(numa_cell_fit.LOG, 'info',
                                autospec=True) as info:
             self.assertEqual([], self._passing(hosts,
@@ -209,19 +211,20 @@ class NUMACellFitFilterTest(test.NoDBTestCase):
         self.assertEqual(
             'NUMACellFitFilter removed all 2 hosts: the flavor needs 70000 MB '
             'and 4 vCPUs in one NUMA cell; largest cell on any host is 64510 '
-            'MB with 12 CPUs (seed); give the flavor a vNUMA topology: '
-            'hw:numa_nodes=2 hw:cpu_sockets=2 (planned by nova-numa-guard '
-            'flavor-specs --vcpus 4 --ram 70000 --cells 12:64328,12:64510)',
+            'MB with 12 CPUs (two-node-64g); give the flavor a vNUMA '
+            'topology: hw:numa_nodes=2 hw:cpu_sockets=2 (planned by '
+            'nova-numa-guard flavor-specs --vcpus 4 --ram 70000 --cells '
+            '12:64328,12:64510)',
             message)
 
     def _summary(self, spec, level=logging.INFO):
-        """The INFO line of a request the seed's host cannot take."""
+        """The INFO line of a request two-node-64g cannot take."""
         logger = numa_cell_fit.LOG.logger
         self.addCleanup(logger.setLevel, logger.level)
         logger.setLevel(level)
         with mock.patch.object(numa_cell_fit.LOG, 'info',
                                autospec=True) as info:
-            self.assertEqual([], self._passing([self.seed], spec))
+            self.assertEqual([], self._passing([self.two_node], spec))
         if not info.called:
             return None
         return info.call_args[0][0] % info.call_args[0][1]
@@ -252,7 +255,7 @@ class NUMACellFitFilterTest(test.NoDBTestCase):
 
     def test_info_line_for_usage_names_the_largest_free_cell(self):
         """Ensures a usage failure says how much is free at best."""
-        busy = fakes.host_state(fakes.seed_cells(), used_mb=115566,
+        busy = fakes.host_state(fakes.two_node_cells(), used_mb=115566,
                                 name='busy')
         with mock.patch.object(numa_cell_fit.LOG, 'info',
                                autospec=True) as info:
@@ -269,7 +272,7 @@ class NUMACellFitFilterTest(test.NoDBTestCase):
         with mock.patch.object(numa_cell_fit.LOG, 'info',
                                autospec=True) as info:
             self.assertEqual(['one'], self._passing(
-                [self.seed, one_cell], fakes.request_spec(70000, 4)))
+                [self.two_node, one_cell], fakes.request_spec(70000, 4)))
         info.assert_not_called()
 
     def test_dry_run_rejects_nothing_and_says_what_it_would_do(self):
@@ -278,28 +281,29 @@ class NUMACellFitFilterTest(test.NoDBTestCase):
         filt = numa_cell_fit.NUMACellFitFilter()
         with mock.patch.object(numa_cell_fit.LOG, 'info',
                                autospec=True) as info:
-            self.assertEqual(['seed'], [h.host for h in filt.filter_all(
-                [self.seed], fakes.request_spec(70000, 4))])
+            self.assertEqual(['two-node-64g'], [
+                h.host for h in filt.filter_all(
+                    [self.two_node], fakes.request_spec(70000, 4))])
         message = info.call_args[0][0] % info.call_args[0][1]
         self.assertIn('(dry run) would have removed 1 of 1 host:', message)
 
     def test_reserve_and_cpu_fit_options(self):
         """Ensures the per-node reserve and cpu_fit reach the judgement."""
         spec = fakes.request_spec(64000, 4)
-        self.assertTrue(self.filt.host_passes(self.seed, spec))
+        self.assertTrue(self.filt.host_passes(self.two_node, spec))
         self.flags(reserved_node_memory_mb='0:1024,1:1024',
                    group='numa_guard')
         self.assertFalse(numa_cell_fit.NUMACellFitFilter().host_passes(
-            self.seed, spec))
+            self.two_node, spec))
         wide = fakes.request_spec(8 * GB, 16)
-        self.assertFalse(self.filt.host_passes(self.seed, wide))
+        self.assertFalse(self.filt.host_passes(self.two_node, wide))
         self.flags(cpu_fit=False, group='numa_guard')
         self.assertTrue(numa_cell_fit.NUMACellFitFilter().host_passes(
-            self.seed, wide))
+            self.two_node, wide))
 
     def test_non_numa_estimate_option(self):
         """Ensures non_numa_memory_estimate changes the accounted estimate."""
-        host = fakes.host_state(fakes.seed_cells(), used_mb=60000)
+        host = fakes.host_state(fakes.two_node_cells(), used_mb=60000)
         spec = fakes.request_spec(16 * GB, 4)
         self.assertTrue(self.filt.host_passes(host, spec))
         self.flags(non_numa_memory_estimate='worst_case', group='numa_guard')
@@ -311,11 +315,11 @@ class NUMACellFitFilterTest(test.NoDBTestCase):
         spec = fakes.request_spec(40000, 2)
         handler = nova_filters.HostFilterHandler()
         for index in range(2):
-            self.assertEqual([self.seed], handler.get_filtered_objects(
-                [self.filt], [self.seed], spec, index))
-            self.seed.consume_from_request(spec)
+            self.assertEqual([self.two_node], handler.get_filtered_objects(
+                [self.filt], [self.two_node], spec, index))
+            self.two_node.consume_from_request(spec)
         self.assertFalse(handler.get_filtered_objects(
-            [self.filt], [self.seed], spec, 2))
+            [self.filt], [self.two_node], spec, 2))
 
     def test_view_is_built_once_per_request(self):
         """Ensures the host view is cached on the HostState."""
@@ -323,13 +327,13 @@ class NUMACellFitFilterTest(test.NoDBTestCase):
                                autospec=True,
                                wraps=host_view.host_from_state) as build:
             for _ in range(3):
-                self.filt.host_passes(self.seed,
+                self.filt.host_passes(self.two_node,
                                       fakes.request_spec(16 * GB, 4))
-        build.assert_called_once_with(self.seed)
+        build.assert_called_once_with(self.two_node)
 
     def test_memory_source_is_asked_once_per_request(self):
         """Ensures the source gets one batched call for all hosts."""
-        hosts = [fakes.host_state(fakes.seed_cells(), name='h%d' % i)
+        hosts = [fakes.host_state(fakes.two_node_cells(), name='h%d' % i)
                  for i in range(5)]
         with mock.patch.object(self.filt._source, 'live_data',
                                autospec=True,
@@ -340,8 +344,8 @@ class NUMACellFitFilterTest(test.NoDBTestCase):
     def test_live_data_from_the_source_is_used(self):
         """Ensures live free memory from the source decides."""
         spec = fakes.request_spec(16 * GB, 4)
-        self._with_live(_trusted('seed', {0: 10501, 1: 2769}))
-        self.assertEqual([], self._passing([self.seed], spec))
+        self._with_live(_trusted('two-node-64g', {0: 10501, 1: 2769}))
+        self.assertEqual([], self._passing([self.two_node], spec))
 
     def _with_live(self, trusted, missing=None):
         self.useFixture(fixtures.MockPatchObject(
@@ -357,14 +361,14 @@ class NUMACellFitFilterTest(test.NoDBTestCase):
         unseen and level the roomiest cells: 48000 and 30000 become 29000
         each, after 10000 MB untouched on cell 0.
         """
-        host = fakes.host_state(fakes.seed_cells(), used_mb=60512,
+        host = fakes.host_state(fakes.two_node_cells(), used_mb=60512,
                                 name='two-node-64g')
         trusted = _trusted(host.host, {0: 48000 + 10000, 1: 30000},
                            untouched={0: 10000, 1: 0}, guests_mb=40000)
         self._with_live(trusted)
         self.assertEqual([host.host], self._passing(
             [host], fakes.request_spec(29000, 4)))
-        host = fakes.host_state(fakes.seed_cells(), used_mb=60512,
+        host = fakes.host_state(fakes.two_node_cells(), used_mb=60512,
                                 name='two-node-64g')
         with mock.patch.object(numa_cell_fit.LOG, 'debug',
                                autospec=True) as debug:
@@ -375,28 +379,28 @@ class NUMACellFitFilterTest(test.NoDBTestCase):
 
     def test_live_data_not_covering_the_cells_is_ignored_with_a_warning(self):
         """Ensures a payload for other nodes is not used, and said so."""
-        self._with_live(_trusted('seed', {0: 100, 5: 100}))
+        self._with_live(_trusted('two-node-64g', {0: 100, 5: 100}))
         with mock.patch.object(numa_cell_fit.LOG, 'warning',
                                autospec=True) as warning:
-            self.assertEqual(['seed'], self._passing(
-                [self.seed], fakes.request_spec(16 * GB, 4)))
+            self.assertEqual(['two-node-64g'], self._passing(
+                [self.two_node], fakes.request_spec(16 * GB, 4)))
         message = warning.call_args[0][0] % warning.call_args[0][1]
-        self.assertIn('ignoring the live data of seed: its nodes [0, 5] do '
-                      'not cover the cells [0, 1] nova has', message)
+        self.assertIn('ignoring the live data of two-node-64g: its nodes '
+                      '[0, 5] do not cover the cells [0, 1] nova has', message)
 
     def test_on_missing_live_data_policy(self):
         """Ensures hosts without trusted data follow the policy."""
         spec = fakes.request_spec(70000, 4)
-        for policy, passing in (('accounted', []), ('pass', ['seed']),
+        for policy, passing in (('accounted', []), ('pass', ['two-node-64g']),
                                 ('reject', [])):
             self.flags(on_missing_live_data=policy, group='numa_guard')
             self.filt = numa_cell_fit.NUMACellFitFilter()
-            self._with_live(None, {'seed': 'stale: 100 s old'})
-            self.assertEqual(passing, self._passing([self.seed], spec),
+            self._with_live(None, {'two-node-64g': 'stale: 100 s old'})
+            self.assertEqual(passing, self._passing([self.two_node], spec),
                              policy)
         with mock.patch.object(numa_cell_fit.LOG, 'debug',
                                autospec=True) as debug:
-            self._passing([self.seed], fakes.request_spec(4 * GB, 4))
+            self._passing([self.two_node], fakes.request_spec(4 * GB, 4))
         message = debug.call_args[0][0] % debug.call_args[0][1]
         self.assertIn('no trusted live memory data (stale: 100 s old) and '
                       '[numa_guard] on_missing_live_data = reject', message)
@@ -405,8 +409,8 @@ class NUMACellFitFilterTest(test.NoDBTestCase):
         """Ensures a source that raises does not reach nova."""
         with mock.patch.object(self.filt._source, 'live_data',
                                autospec=True, side_effect=OSError('down')):
-            self.assertEqual(['seed'], self._passing(
-                [self.seed], fakes.request_spec(16 * GB, 4)))
+            self.assertEqual(['two-node-64g'], self._passing(
+                [self.two_node], fakes.request_spec(16 * GB, 4)))
 
     def test_broken_host_data_passes_with_a_warning(self):
         """Ensures a host whose data cannot be read passes, logged."""
@@ -415,7 +419,7 @@ class NUMACellFitFilterTest(test.NoDBTestCase):
             with mock.patch.object(numa_cell_fit.LOG, 'warning',
                                    autospec=True) as warning:
                 self.assertTrue(self.filt.host_passes(
-                    self.seed, fakes.request_spec(70000, 4)))
+                    self.two_node, fakes.request_spec(70000, 4)))
         warning.assert_called_once()
 
     def test_unknown_memory_source_fails_at_start(self):
@@ -464,7 +468,7 @@ class NUMACellFitFilterTest(test.NoDBTestCase):
         """Ensures a reserve naming a node no host has is not silent."""
         self.flags(reserved_node_memory_mb='0:512,7:1024', group='numa_guard')
         filt = numa_cell_fit.NUMACellFitFilter()
-        hosts = [fakes.host_state(fakes.seed_cells(), name='h%d' % i)
+        hosts = [fakes.host_state(fakes.two_node_cells(), name='h%d' % i)
                  for i in range(3)]
         with mock.patch.object(numa_cell_fit.LOG, 'warning',
                                autospec=True) as warning:
@@ -483,7 +487,7 @@ class NUMACellFitFilterTest(test.NoDBTestCase):
                            topology.Cell(1, frozenset(), 0)]):
             host = fakes.host_state(cells)
             self.assertTrue(self.filt.host_passes(host, spec))
-        bare = fakes.host_state(fakes.seed_cells())
+        bare = fakes.host_state(fakes.two_node_cells())
         bare.updated = None  # not the record the cells memo has seen
         bare.numa_topology = objects.NUMATopology(cells=[
             objects.NUMACell(id=0, cpuset=set(range(4)), pcpuset=set(),
@@ -529,7 +533,7 @@ class FilterNeverRaisesTest(test.NoDBTestCase):
         The filter would catch an error and let the host pass with a
         warning; no generated input may get that far.
         """
-        host = fakes.host_state(fakes.seed_cells())
+        host = fakes.host_state(fakes.two_node_cells())
         host.updated = None  # not the record the cells memo has seen
         host.numa_topology = (objects.NUMATopology(cells=cells)
                               if has_topo else None)
@@ -557,7 +561,7 @@ class FilterNeverRaisesTest(test.NoDBTestCase):
         guest figures) and any small-page NUMA request (or none) is judged
         without an error.
         """
-        host = fakes.host_state(fakes.seed_cells(), name='h')
+        host = fakes.host_state(fakes.two_node_cells(), name='h')
         host.updated = None  # not the record the cells memo has seen
         host.numa_topology = objects.NUMATopology(cells=cells)
         host.free_ram_mb = host.total_usable_ram_mb - used

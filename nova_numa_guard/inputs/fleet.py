@@ -372,6 +372,16 @@ def _name(value):
     return value
 
 
+def _check_fields(field, item, keys):
+    """Refuse an ``item`` that is not a mapping of some of ``keys``."""
+    if not isinstance(item, dict):
+        raise _HostError(field, 'expected a mapping of %s' % ', '.join(keys))
+    unknown = sorted(str(k) for k in item if k not in keys)
+    if unknown:
+        raise _HostError('%s.%s' % (field, unknown[0][:40]),
+                         'unknown field (expected %s)' % ', '.join(keys))
+
+
 def _cells(value):
     """Inline cells to ``(cells, live or None)``."""
     if not isinstance(value, list) or not value:
@@ -382,14 +392,7 @@ def _cells(value):
     cells, free, seen_cpus = [], {}, set()
     for i, item in enumerate(value):
         field = 'cells[%d]' % i
-        if not isinstance(item, dict):
-            raise _HostError(field, 'expected a mapping of %s' %
-                             ', '.join(_CELL_KEYS))
-        unknown = sorted(str(k) for k in item if k not in _CELL_KEYS)
-        if unknown:
-            raise _HostError('%s.%s' % (field, unknown[0][:40]),
-                             'unknown field (expected %s)' %
-                             ', '.join(_CELL_KEYS))
+        _check_fields(field, item, _CELL_KEYS)
         cell_id = _number(field + '.id', item.get('id'), i, MAX_CELLS - 1)
         cpus = item.get('cpus')
         if not isinstance(cpus, str):
@@ -460,14 +463,7 @@ def _pci(value, cells):
     pools = []
     for i, item in enumerate(value):
         field = 'pci[%d]' % i
-        if not isinstance(item, dict):
-            raise _HostError(field, 'expected a mapping of %s' %
-                             ', '.join(_PCI_KEYS))
-        unknown = sorted(str(k) for k in item if k not in _PCI_KEYS)
-        if unknown:
-            raise _HostError('%s.%s' % (field, unknown[0][:40]),
-                             'unknown field (expected %s)' %
-                             ', '.join(_PCI_KEYS))
+        _check_fields(field, item, _PCI_KEYS)
         node = item.get('numa_node')
         if node is not None and (isinstance(node, bool) or node not in ids):
             raise _HostError(field + '.numa_node', '%r is not a cell of the '

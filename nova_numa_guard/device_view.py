@@ -327,9 +327,8 @@ def room(view, host, host_state, request, reserve, estimate):
 
 
 def _floating_room(view, host, host_state, request, reserve, estimate):
-    holds = fit.holding_cells(host, request.memory_mb, request.vcpus,
-                              reserve, estimate, view.placed_mb(host_state))
-    return holds, any(holds)
+    return fit.holding_cells(host, request.memory_mb, request.vcpus,
+                             reserve, estimate, view.placed_mb(host_state))
 
 
 def _free_pages_mb(host_state, pagesize):

@@ -41,9 +41,9 @@ Estimated free memory of a cell (:func:`free_mb`) is, with live data
   floating guest, a host that fails that check gets a second look: the
   unseen memory charged to the roomiest of the cells big enough for the
   guest first, levelling them (:func:`level`): wherever those guests settle,
-  one of these cells keeps at least the levelled room. For a bound guest,
-  whose cells are given, and for later instances of a multi-create, the full
-  charge stands.
+  one of these cells keeps at least the levelled room (the weigher asks the
+  same of :func:`holding_cells`). For a bound guest, whose cells are given,
+  and for later instances of a multi-create, the full charge stands.
 * the lower of that figure (``live figure - reserve``) and the accounted
   estimate when the payload does not say what guests have not touched (an
   older agent): live data may make the guard stricter, never looser.
@@ -161,52 +161,58 @@ def free_mb(host, reserve=NO_RESERVE, estimate=ESTIMATE_SPREAD,
             bound=False):
     """Estimated free small-page memory of every cell (see module doc).
 
+    The memory of guests nova placed that the agent has not seen is charged
+    in full to every cell.
+
     :param bound: for a guest nova binds to its cells (a NUMA guest on
         small pages) rather than one the kernel places.
     :returns: list of MB, in the order of ``host.cells``.
     """
+    free, unseen = _free_and_unseen(host, reserve, estimate, bound)
+    return [mb - unseen for mb in free] if unseen else free
+
+
+def _free_and_unseen(host, reserve, estimate, bound=False):
+    """:func:`free_mb` before the unseen memory, and that memory (MB)."""
     live = host.live
     if live is None:
-        return accounted_free_mb(host, reserve, estimate)
+        return accounted_free_mb(host, reserve, estimate), 0
     figures = live.available_mb if bound else live.free_mb
     default, per_node = reserve
     free = [figures[c.id] - per_node.get(c.id, default) for c in host.cells]
     untouched = live.untouched_mb
     if untouched is None:
         return [min(mb, accounted) for mb, accounted in zip(
-            free, accounted_free_mb(host, reserve, estimate))]
-    free = [mb - untouched[c.id] for mb, c in zip(free, host.cells)]
-    unseen = live.unseen_mb
-    if unseen:
-        if bound:
-            free = [mb - unseen for mb in free]
-        else:
-            free = level(free, unseen,
-                         [c.holds_guests for c in host.cells])
-    return free
+            free, accounted_free_mb(host, reserve, estimate))], 0
+    return ([mb - untouched[c.id] for mb, c in zip(free, host.cells)],
+            live.unseen_mb or 0)
 
 
 def holding_cells(host, memory_mb, vcpus=0, reserve=NO_RESERVE,
                   estimate=ESTIMATE_SPREAD, placed_mb=0):
-    """Per cell, whether it can hold a guest without a NUMA topology now.
+    """Which cells surely hold a guest without a NUMA topology now.
 
     A cell holds the guest when it can hold guests at all (shared CPUs and
     small-page memory), is big enough (:func:`capacity_mb` and ``vcpus``
     shared CPUs) and its estimated free memory (:func:`free_mb`) has room
-    for it, after ``placed_mb`` of earlier instances of the same request
-    charged to the roomiest cells first (:func:`level`).
+    for it. Memory whose cell is not known yet, the guests the agent has
+    not seen and the ``placed_mb`` of earlier instances of the same
+    request, is charged in full to each cell: wherever it settles, a cell
+    that holds keeps its room. Some cell may hold when none does so
+    charged: that memory levelled over the cells big enough
+    (:func:`level`) leaves room in one of them, wherever it settles.
 
-    :returns: list of bool, in the order of ``host.cells``.
+    :returns: ``(holds, some)``: per cell whether it holds, in the order of
+        ``host.cells``, and whether some cell does.
     """
     if host.live is None and not placed_mb:
-        return _accounted_holding(host, memory_mb, vcpus, reserve, estimate,
-                                  None)
-    free = free_mb(host, reserve, estimate)
-    if placed_mb:
-        free = level(free, placed_mb, [c.holds_guests for c in host.cells])
-    return [mb >= memory_mb and len(c.cpus) >= vcpus and c.holds_guests and
-            capacity_mb(c, reserve) >= memory_mb
-            for c, mb in zip(host.cells, free)]
+        holds = _accounted_holding(host, memory_mb, vcpus, reserve, estimate,
+                                   None)
+        return holds, any(holds)
+    free, pending, big = _pending_room(host, memory_mb, vcpus, reserve,
+                                       estimate, placed_mb)
+    holds = [ok and mb - pending >= memory_mb for ok, mb in zip(big, free)]
+    return holds, _surely_one(free, pending, big, memory_mb)
 
 
 def holding_idle(host, memory_mb, vcpus=0, reserve=NO_RESERVE,
@@ -215,9 +221,10 @@ def holding_idle(host, memory_mb, vcpus=0, reserve=NO_RESERVE,
 
     A cell is *busy* when guests that need devices or NICs want its memory:
     its node is in ``busy_nodes`` (free PCI devices, NICs the agent places
-    there) or nova affines physnets or tunnels to it; else it is idle. The
-    cells are those of :func:`holding_cells`; on accounted data, in one
-    pass that stops once both answers and a busy cell are known.
+    there) or nova affines physnets or tunnels to it; else it is idle.
+    Whether some cell holds is :func:`holding_cells`' second answer; on
+    accounted data, found in one pass that stops once both answers and a
+    busy cell are known.
 
     :param busy_nodes: a container of node ids.
     :returns: ``(some cell holds, some idle cell holds, some cell is
@@ -226,12 +233,39 @@ def holding_idle(host, memory_mb, vcpus=0, reserve=NO_RESERVE,
     if host.live is None and not placed_mb:
         return _accounted_holding(host, memory_mb, vcpus, reserve, estimate,
                                   busy_nodes)
-    holds = holding_cells(host, memory_mb, vcpus, reserve, estimate,
-                          placed_mb)
+    free, pending, big = _pending_room(host, memory_mb, vcpus, reserve,
+                                       estimate, placed_mb)
     busy = [bool(c.physnets or c.tunneled or c.id in busy_nodes)
             for c in host.cells]
-    return (any(holds), any(ok and not taken
-                            for ok, taken in zip(holds, busy)), any(busy))
+    idle = [ok and not taken for ok, taken in zip(big, busy)]
+    return (_surely_one(free, pending, big, memory_mb),
+            _surely_one(free, pending, idle, memory_mb), any(busy))
+
+
+def _pending_room(host, memory_mb, vcpus, reserve, estimate, placed_mb):
+    """``(free, pending, big)`` of :func:`holding_cells`.
+
+    The free memory of each cell before the memory whose cell is not known,
+    that memory, and whether each cell is big enough for the guest.
+    """
+    free, unseen = _free_and_unseen(host, reserve, estimate)
+    big = [c.holds_guests and len(c.cpus) >= vcpus and
+           capacity_mb(c, reserve) >= memory_mb for c in host.cells]
+    return free, unseen + placed_mb, big
+
+
+def _surely_one(free, pending, cells, memory_mb):
+    """Whether one of ``cells`` (a mask) keeps ``memory_mb`` free.
+
+    However ``pending`` MB settle over the cells: levelled over the masked
+    cells (:func:`level`), the roomiest keeps the level.
+    """
+    room = [mb for mb, ok in zip(free, cells) if ok]
+    if not room:
+        return False
+    if pending > 0:
+        room = level(room, pending, [True] * len(room))
+    return max(room) >= memory_mb
 
 
 def _accounted_holding(host, memory_mb, vcpus, reserve, estimate,

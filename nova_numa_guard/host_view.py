@@ -31,6 +31,7 @@ while others write to it.
 """
 
 import datetime
+import itertools
 
 from oslo_utils import timeutils
 
@@ -44,8 +45,11 @@ _ATTR = '_numa_guard_view'
 # compute node uuid -> [version, tuple of topology.Cell, last request]. A
 # newer record replaces the entry; see bound_memo() for compute nodes gone.
 _CELLS_MEMO = {}
-# Requests counted by bound_memo(); the memo is pruned every _PRUNE_EVERY of
-# them, of the entries no request used since the last pruning.
+# Requests counted by bound_memo() (next() is atomic: each request gets
+# its own number) and the latest number; the memo is pruned every
+# _PRUNE_EVERY of them, of the entries no request used since the last
+# pruning.
+_COUNTER = itertools.count(1)
 _REQUESTS = [0]
 _PRUNE_EVERY = 100
 
@@ -162,14 +166,14 @@ def bound_memo(host_states):
     skip (a forced host, a rebuild) keeps its entry as long as any request
     in the window reads it. Never raises.
     """
-    _REQUESTS[0] += 1
-    current = _REQUESTS[0]
+    current = _REQUESTS[0] = next(_COUNTER)
     if current % _PRUNE_EVERY:
         return
     oldest = current - _PRUNE_EVERY
     try:
         for key, entry in list(_CELLS_MEMO.items()):
-            if entry[2] < oldest:
+            # Not an entry another request has just replaced.
+            if entry[2] < oldest and _CELLS_MEMO.get(key) is entry:
                 _CELLS_MEMO.pop(key, None)
     except Exception:  # never into nova; the next pruning tries again
         pass

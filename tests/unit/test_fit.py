@@ -214,14 +214,26 @@ FOUR_NODES = [Cell(i, cpus(16 * i, 16), 128 * GB) for i in range(4)]
 FREE_CASES = [
     # Untouched guest memory comes off where it is charged.
     ({0: 30000, 1: 20000}, {0: 25000, 1: 0}, 0, False, [5000, 20000]),
-    # Unseen memory levels the roomiest cells first...
-    ({0: 30000, 1: 20000}, None, 10000, False, [20000, 20000]),
-    ({0: 30000, 1: 20000}, None, 24000, False, [13000, 13000]),
-    ({0: 30000, 1: 20000}, None, 4000, False, [26000, 20000]),
+    # Unseen memory may all settle on any cell: it counts on each...
+    ({0: 30000, 1: 20000}, None, 10000, False, [20000, 10000]),
     # ...and can drive every cell below zero.
-    ({0: 3000, 1: 1000}, None, 10000, False, [-3000, -3000]),
-    # A bound guest's cells are given: unseen memory counts on each.
+    ({0: 3000, 1: 1000}, None, 10000, False, [-7000, -9000]),
+    # A bound guest's cells are given: the same.
     ({0: 30000, 1: 20000}, None, 10000, True, [20000, 10000]),
+]
+
+# (free, unseen, placed_mb, guest MB, expected cells that hold, some holds)
+HOLDING_CASES = [
+    # Cell 0 keeps 20000 MB wherever the unseen 10000 MB settle.
+    ({0: 30000, 1: 20000}, 10000, 0, 16000, [True, False], True),
+    # No cell surely keeps 13000 MB, but one of them does: levelled, the
+    # unseen 24000 MB leave 13000 MB on each.
+    ({0: 30000, 1: 20000}, 24000, 0, 13000, [False, False], True),
+    ({0: 30000, 1: 20000}, 24000, 0, 13001, [False, False], False),
+    # Earlier instances of the request count like unseen memory.
+    ({0: 30000, 1: 20000}, 4000, 6000, 20000, [True, False], True),
+    ({0: 30000, 1: 20000}, 4000, 6001, 20000, [False, False], False),
+    ({0: 3000, 1: 1000}, 10000, 0, 1, [False, False], False),
 ]
 
 
@@ -244,11 +256,24 @@ class FreeEstimateTest(testcase.TestCase):
         self.assertEqual([9501, 2769], fit.free_mb(host))
         self.assertEqual([13286, 7854], fit.free_mb(host, bound=True))
 
+    def test_holding_cases(self):
+        """Ensures each row gives the documented cells that hold."""
+        for free, unseen, placed_mb, memory_mb, holds, some in HOLDING_CASES:
+            host = _live(fakes.two_node_cells(), free, unseen=unseen)
+            self.assertEqual((holds, some), fit.holding_cells(
+                host, memory_mb, 4, placed_mb=placed_mb),
+                (free, unseen, placed_mb, memory_mb))
+
     def test_memory_only_node_is_not_levelled(self):
-        """Ensures unseen guests are not assumed to settle on a CXL node."""
+        """Ensures unseen guests are not assumed to settle on a CXL node:
+        its room does not make a guest fit the cells with CPUs.
+        """
         host = _live(TOPOLOGIES['memory_only_node'],
                      {0: 20000, 1: 10000, 2: 200000}, unseen=10000)
-        self.assertEqual([10000, 10000, 200000], fit.free_mb(host))
+        self.assertEqual(([False, False, False], False),
+                         fit.holding_cells(host, 12000, 4))
+        self.assertEqual(([True, False, False], True),
+                         fit.holding_cells(host, 10000, 4))
 
     def test_without_live_data_it_is_the_accounted_estimate(self):
         """Ensures hosts without live data get the accounted estimate."""
@@ -549,33 +574,49 @@ class HoldingPropertyTest(testcase.TestCase):
                       st.sets(st.integers(-1, 4), max_size=3))
     def test_holding_follows_the_free_estimate(self, case, placed_mb,
                                                busy_nodes):
-        """Ensures a cell holds the guest exactly by the filter's figures.
+        """Ensures the cells that hold the guest are those the adversary
+        cannot fill, and some cell holds only when the adversary cannot
+        fill them all.
 
-        It can hold guests, is big enough (capacity and, with cpu_fit,
-        CPUs), and its free_mb() after the earlier instances (levelled on
-        the roomiest cells) has room. holding_idle() answers the same, for
-        all cells and for those not busy.
+        A cell holds when it can hold guests, is big enough (capacity and,
+        with cpu_fit, CPUs), and its free_mb() less the earlier instances
+        has room. The memory whose cell is unknown (unseen guests, earlier
+        instances) can fill every big cell below the guest only if it is at
+        least sum(max(0, free - memory + 1)) over them: some cell holds
+        only when it is not, and does when it is short of sum(max(0, free
+        - memory)) (levelling rounds down). holding_idle() answers the same
+        for all cells and for those not busy.
         """
         host, mem = case['host'], case['memory_mb']
         vcpus = case['vcpus'] if case['cpu_fit'] else 0
         reserve, estimate = case['reserve'], case['estimate']
-        free = fit.free_mb(host, reserve, estimate)
-        if placed_mb:
-            free = fit.level(free, placed_mb,
-                             [c.holds_guests for c in host.cells])
-        expected = [c.holds_guests and len(c.cpus) >= vcpus and
-                    fit.capacity_mb(c, reserve) >= mem and mb >= mem
-                    for c, mb in zip(host.cells, free)]
-        self.assertEqual(expected, fit.holding_cells(
-            host, mem, vcpus, reserve, estimate, placed_mb))
+        live = host.live
+        unseen = (live.unseen_mb or 0) if (
+            live is not None and live.untouched_mb is not None) else 0
+        free = [mb + unseen for mb in fit.free_mb(host, reserve, estimate)]
+        pending = unseen + placed_mb
+        big = [c.holds_guests and len(c.cpus) >= vcpus and
+               fit.capacity_mb(c, reserve) >= mem for c in host.cells]
+        holds, some = fit.holding_cells(host, mem, vcpus, reserve, estimate,
+                                        placed_mb)
+        self.assertEqual([ok and mb - pending >= mem
+                          for ok, mb in zip(big, free)], holds)
         busy = [bool(c.physnets or c.tunneled or c.id in busy_nodes)
                 for c in host.cells]
-        held, idle, any_busy = fit.holding_idle(
-            host, mem, vcpus, reserve, estimate, placed_mb, busy_nodes)
-        self.assertEqual(any(expected), held)
-        self.assertEqual(any(ok and not b for ok, b in zip(expected, busy)),
-                         idle)
-        self.assertEqual(any(busy), any_busy)
+        idle = [ok and not taken for ok, taken in zip(big, busy)]
+        answers = fit.holding_idle(host, mem, vcpus, reserve, estimate,
+                                   placed_mb, busy_nodes)
+        self.assertEqual(some, answers[0])
+        self.assertEqual(any(busy), answers[2])
+        for cells, answer in ((big, some), (idle, answers[1])):
+            room = [mb for mb, ok in zip(free, cells) if ok]
+            to_fill = sum(max(0, mb - mem + 1) for mb in room)
+            if answer:
+                self.assertGreater(to_fill, pending)
+            if max(room, default=mem - 1) >= mem and sum(
+                    max(0, mb - mem) for mb in room) >= pending:
+                self.assertTrue(answer)
+        self.assertFalse(any(holds) and not some)
 
 
 def _fewest_slots(free, unseen, memory_mb):

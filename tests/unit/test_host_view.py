@@ -11,6 +11,7 @@
 # under the License.
 
 import datetime
+import itertools
 import sys
 
 from eventlet import patcher
@@ -154,6 +155,8 @@ class HostViewTest(testcase.TestCase):
         self.useFixture(fixtures.MockPatchObject(
             host_view, '_CELLS_MEMO', {}))
         self.useFixture(fixtures.MockPatchObject(host_view, '_REQUESTS', [0]))
+        self.useFixture(fixtures.MockPatchObject(
+            host_view, '_COUNTER', itertools.count(1)))
         fleet = [self._memoised('h%d' % i) for i in range(50)]
         gone = self._memoised('replaced')
         for window in range(3):
@@ -168,15 +171,18 @@ class HostViewTest(testcase.TestCase):
         self.assertNotIn(gone.uuid, host_view._CELLS_MEMO)
 
     def test_pruning_while_other_threads_memoise(self):
-        """Ensures pruning never raises while requests on other threads
-        add cells to the memo (nova's scheduler runs native threads).
+        """Ensures every pruning removes the stale entries while requests on
+        other threads add cells to the memo (nova's scheduler runs native
+        threads), and never raises.
         """
-        self.useFixture(fixtures.MockPatchObject(
-            host_view, '_CELLS_MEMO', {}))
+        memo = {}
+        self.useFixture(fixtures.MockPatchObject(host_view, '_CELLS_MEMO',
+                                                 memo))
         self.useFixture(fixtures.MockPatchObject(host_view, '_REQUESTS', [0]))
         self.useFixture(fixtures.MockPatchObject(
+            host_view, '_COUNTER', itertools.count(1)))
+        self.useFixture(fixtures.MockPatchObject(
             host_view, '_PRUNE_EVERY', 1))
-        states = [self._memoised('h%d' % i) for i in range(200)]
         stop = patcher.original('threading').Event()
         # Switch threads as often as the interpreter can, so that the other
         # thread writes while a pruning walks the memo.
@@ -186,7 +192,7 @@ class HostViewTest(testcase.TestCase):
         def memoise():
             i = 0
             while not stop.is_set():
-                host_view._CELLS_MEMO['new%d' % (i % 5000)] = [None, (), 0]
+                memo['new%d' % (i % 5000)] = [None, (), 0]
                 i += 1
 
         # A native thread, as nova's scheduler runs requests on (the
@@ -194,9 +200,16 @@ class HostViewTest(testcase.TestCase):
         thread = patcher.original('threading').Thread(target=memoise)
         thread.start()
         try:
-            for _ in range(500):
-                host_view.bound_memo(states[:1])
+            for round_ in range(200):
+                used = host_view._REQUESTS[0]
+                stale = ['stale%d' % i for i in range(50)]
+                for key in stale:
+                    memo[key] = [None, (), used]
+                # The second request prunes what the first did not use.
+                host_view.bound_memo([])
+                host_view.bound_memo([])
+                self.assertEqual([], [key for key in stale if key in memo],
+                                 round_)
         finally:
             stop.set()
             thread.join()
-        self.assertNotIn(states[-1].uuid, host_view._CELLS_MEMO)

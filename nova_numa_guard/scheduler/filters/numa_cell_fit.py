@@ -51,7 +51,9 @@ class NUMACellFitFilter(filters.BaseHostFilter):
     binds it to (nova's own ``numa_fit_instance_to_host``, per allocation
     candidate, as ``NUMATopologyFilter`` calls it) has the guest cell's
     memory free: nova's per-cell accounting ignores guests without a NUMA
-    topology. Hugepage-backed requests are left to nova's page accounting.
+    topology. With ``hw:mem_page_size=any`` the same holds for the cells
+    nova backs with small pages. Hugepage-backed requests are left to
+    nova's page accounting.
 
     Free memory is estimated from the live data of ``[numa_guard]
     memory_source`` when it has trusted data for the host, else from nova's
@@ -107,7 +109,15 @@ class NUMACellFitFilter(filters.BaseHostFilter):
         if utils.request_is_rebuild(spec_obj):
             yield from filter_obj_list
             return
-        request = request_view.of(spec_obj)
+        try:
+            request = request_view.of(spec_obj)
+        except Exception:
+            # A request nova built but we cannot read: nova's own filters
+            # judge it; the guard does not stand in the way.
+            LOG.warning("NUMACellFitFilter could not read the request; it "
+                        "passes every host", exc_info=True)
+            yield from filter_obj_list
+            return
         if request is None:
             if self._source.live:
                 filter_obj_list = list(filter_obj_list)

@@ -45,9 +45,15 @@ class CLITestCase(testcase.TestCase):
                 stderr.getvalue() + self.sys_stderr.getvalue())
 
     def hide_nova(self):
-        """Make nova look uninstalled until the test ends."""
-        self.useFixture(fixtures.MonkeyPatch('sys.modules', dict(
-            sys.modules, nova=None)))
+        """Make nova and its modules look uninstalled until the test ends.
+
+        The import system reads the dict itself, not the ``sys.modules``
+        name: the entries are blanked in place.
+        """
+        hidden = {name: module for name, module in sys.modules.items()
+                  if name == 'nova' or name.startswith('nova.')}
+        self.addCleanup(sys.modules.update, hidden)
+        sys.modules.update(dict.fromkeys(hidden))
 
     def write(self, name, text):
         path = os.path.join(self.tmp, name)

@@ -546,6 +546,24 @@ class FilterNeverRaisesTest(test.NoDBTestCase):
         self.assertIsInstance(result, bool)
         warning.assert_not_called()
 
+    def test_unreadable_request_passes_every_host(self):
+        """Ensures a request the guard cannot read passes all its hosts
+        with one warning, instead of raising into nova.
+        """
+        hosts = [fakes.host_state(fakes.two_node_cells(), name=name)
+                 for name in ('a', 'b')]
+        spec = fakes.request_spec(70000, 4)
+        with mock.patch.object(numa_cell_fit.request_view, 'of',
+                               autospec=True, side_effect=ValueError('bad')), \
+                mock.patch.object(numa_cell_fit.LOG, 'warning',
+                                  autospec=True) as warning:
+            passed = list(numa_cell_fit.NUMACellFitFilter().filter_all(
+                hosts, spec))
+        self.assertEqual(hosts, passed)
+        warning.assert_called_once_with(
+            'NUMACellFitFilter could not read the request; it passes every '
+            'host', exc_info=True)
+
     @hypothesis.settings(max_examples=150, deadline=None, derandomize=True)
     @hypothesis.given(_nova_cells(), st.integers(-1000, 10 ** 6),
                       st.lists(st.integers(0, 100000), min_size=0,

@@ -171,7 +171,10 @@ def bound_memo(host_states):
         return
     oldest = current - _PRUNE_EVERY
     try:
-        for key, entry in list(_CELLS_MEMO.items()):
+        # dict.copy() takes no item tuples: unlike list(items()), it makes
+        # no garbage that could run other threads' code mid-copy and
+        # change the dict under it.
+        for key, entry in _CELLS_MEMO.copy().items():
             # Not an entry another request has just replaced.
             if entry[2] < oldest and _CELLS_MEMO.get(key) is entry:
                 _CELLS_MEMO.pop(key, None)

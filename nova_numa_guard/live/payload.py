@@ -110,7 +110,6 @@ way).
 Nothing here imports nova or reads configuration.
 """
 
-import collections
 import hashlib
 import hmac
 import json
@@ -173,23 +172,56 @@ class Untrusted(ValueError):
         super().__init__('%s: %s' % (code, detail))
 
 
-Trusted = collections.namedtuple(
-    'Trusted',
-    'host timestamp free_mb available_mb untouched_mb guests_mb physnets',
-    defaults=(None,))
-Trusted.__doc__ = """A payload that passed every trust rule.
+class Trusted:
+    """A payload that passed every trust rule.
 
-:ivar host: the compute host name.
-:ivar timestamp: epoch seconds when the agent read the data.
-:ivar free_mb: ``{node_id: mem_free_mb}``.
-:ivar available_mb: ``{node_id: mem_available_mb}``.
-:ivar untouched_mb: ``{node_id: guest_untouched_mb}``, or None when the
-    payload does not say (an older agent, no libvirt or cgroup v2 data).
-:ivar guests_mb: the total size of the host's guests, or None likewise.
-:ivar physnets: ``{physnet: frozenset(node ids)}`` of the host's NICs, or
-    None when the payload has none (the agent's ``[numa_guard_agent]
-    physnet_interfaces`` is not set).
-"""
+    Kept by the memory sources while the host's stored bytes do not change,
+    so that a request over unchanged payloads reuses what earlier requests
+    derived from it (:attr:`derived`).
+
+    :ivar host: the compute host name.
+    :ivar timestamp: epoch seconds when the agent read the data.
+    :ivar free_mb: ``{node_id: mem_free_mb}``.
+    :ivar available_mb: ``{node_id: mem_available_mb}``.
+    :ivar untouched_mb: ``{node_id: guest_untouched_mb}``, or None when the
+        payload does not say (an older agent, no libvirt or cgroup v2 data).
+    :ivar guests_mb: the total size of the host's guests, or None likewise.
+    :ivar physnets: ``{physnet: frozenset(node ids)}`` of the host's NICs,
+        or None when the payload has none (the agent's
+        ``[numa_guard_agent] physnet_interfaces`` is not set).
+    :ivar derived: free for the scheduler to keep what it last derived
+        from the payload, with what it derived it from; None at first.
+    """
+
+    _FIELDS = ('host', 'timestamp', 'free_mb', 'available_mb',
+               'untouched_mb', 'guests_mb', 'physnets')
+    __slots__ = _FIELDS + ('derived',)
+
+    def __init__(self, host, timestamp, free_mb, available_mb, untouched_mb,
+                 guests_mb, physnets=None):
+        self.host = host
+        self.timestamp = timestamp
+        self.free_mb = free_mb
+        self.available_mb = available_mb
+        self.untouched_mb = untouched_mb
+        self.guests_mb = guests_mb
+        self.physnets = physnets
+        self.derived = None
+
+    def _values(self):
+        return tuple(getattr(self, name) for name in self._FIELDS)
+
+    def __eq__(self, other):
+        if type(other) is not Trusted:
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self):
+        return hash((self.host, self.timestamp))
+
+    def __repr__(self):
+        return 'Trusted(%s)' % ', '.join(
+            '%s=%r' % (name, getattr(self, name)) for name in self._FIELDS)
 
 
 def available_mb(total_mb, free_mb, inactive_file_mb=0, sreclaimable_mb=0):

@@ -229,8 +229,21 @@ class NUMACellFitFilter(filters.BaseHostFilter):
         host = view.host
         trusted = live_data.hosts.get(host.name)
         if trusted is not None:
-            with_live = host.with_live(host_view.live_memory(
-                view, trusted, self._reserved_host_mb))
+            # An unchanged payload on an unchanged compute record: the host
+            # an earlier request derived from them (read as one tuple;
+            # other threads may replace it).
+            derived = trusted.derived
+            if (derived is not None and derived[0] is host.cells and
+                    derived[1] == host.used_mb and
+                    derived[2] == host.ram_allocation_ratio and
+                    derived[3] == self._reserved_host_mb):
+                with_live = derived[4]
+            else:
+                with_live = host.with_live(host_view.live_memory(
+                    view, trusted, self._reserved_host_mb))
+                trusted.derived = (host.cells, host.used_mb,
+                                   host.ram_allocation_ratio,
+                                   self._reserved_host_mb, with_live)
             if with_live.live is not None:
                 view.live_host = with_live
                 view.agent_physnets = trusted.physnets

@@ -10,6 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
+import copy
 import logging
 from unittest import mock
 
@@ -376,6 +377,44 @@ class NUMACellFitFilterTest(test.NoDBTestCase):
                 [host], fakes.request_spec(29001, 4)))
         message = debug.call_args[0][0] % debug.call_args[0][1]
         self.assertIn('live free: cell 0 29000 MB, cell 1 29000 MB', message)
+
+    def test_guests_placed_since_an_unchanged_payload_count(self):
+        """Ensures a payload reused across requests (the agent has not
+        published since) meets the compute record of each request: guests
+        nova placed in between are unseen memory. 30002 MB of them can
+        leave neither cell 20000 MB (40000 - 19999 + 30000 - 19999).
+        """
+        trusted = _trusted('two-node-64g', {0: 40000, 1: 30000},
+                           untouched={0: 0, 1: 0}, guests_mb=0)
+        self._with_live(trusted)
+        spec = fakes.request_spec(20000, 4)
+        for used_mb, passing in ((512, ['two-node-64g']),
+                                 (512 + 30002, []),
+                                 (512, ['two-node-64g'])):
+            host = fakes.host_state(fakes.two_node_cells(), used_mb=used_mb,
+                                    name='two-node-64g')
+            self.assertEqual(passing, self._passing([host], spec), used_mb)
+
+    def test_unchanged_payload_and_record_reuse_the_live_host(self):
+        """Ensures the live figures derived from a payload are reused while
+        neither it nor the compute record changes, and derived again when
+        the record does.
+        """
+        trusted = _trusted('two-node-64g', {0: 40000, 1: 30000},
+                           untouched={0: 0, 1: 0}, guests_mb=0)
+        self._with_live(trusted)
+        spec = fakes.request_spec(20000, 4)
+        record = fakes.host_state(fakes.two_node_cells(), name='two-node-64g')
+        busier = fakes.host_state(fakes.two_node_cells(), name='two-node-64g',
+                                  used_mb=512 + 30002)
+        with mock.patch.object(host_view, 'live_memory', autospec=True,
+                               side_effect=host_view.live_memory) as derive:
+            for state, passing, derived in ((record, ['two-node-64g'], 1),
+                                            (record, ['two-node-64g'], 1),
+                                            (busier, [], 2)):
+                self.assertEqual(passing, self._passing(
+                    [copy.copy(state)], spec))
+                self.assertEqual(derived, derive.call_count)
 
     def test_live_data_not_covering_the_cells_is_ignored_with_a_warning(self):
         """Ensures a payload for other nodes is not used, and said so."""

@@ -264,7 +264,7 @@ def _surely_one(free, pending, cells, memory_mb):
     if not room:
         return False
     if pending > 0:
-        room = level(room, pending, [True] * len(room))
+        room = level(room, pending)
     return max(room) >= memory_mb
 
 
@@ -301,7 +301,7 @@ def _accounted_holding(host, memory_mb, vcpus, reserve, estimate,
     return holds if holds is not None else (held, idle, busy)
 
 
-def level(free, amount, eligible):
+def level(free, amount, eligible=None):
     """Charge ``amount`` to the roomiest eligible cells first.
 
     Water-filling: the eligible cells above a level ``L`` are lowered to it,
@@ -312,9 +312,12 @@ def level(free, amount, eligible):
 
     :param free: MB per cell.
     :param amount: MB to charge, > 0.
-    :param eligible: per cell, whether guests settle there.
+    :param eligible: per cell, whether guests settle there; None: every
+        cell.
     :returns: a new list of MB per cell.
     """
+    if eligible is None:
+        eligible = [True] * len(free)
     room = sorted((mb for mb, ok in zip(free, eligible) if ok),
                   reverse=True)
     if not room:
@@ -398,8 +401,7 @@ def judge(host, memory_mb, vcpus, reserve=NO_RESERVE, cpu_fit=True,
         # more if some settle elsewhere). Levelling says nothing of the
         # other cells, so with instances already placed (several guests to
         # fit) the first pass's full charge stands.
-        levelled = level([free + unseen for _, _, free in fitting], unseen,
-                         [True] * len(fitting))
+        levelled = level([free + unseen for _, _, free in fitting], unseen)
         fitting = [(i, cell_id, mb)
                    for (i, cell_id, _), mb in zip(fitting, levelled)]
         if max(levelled) >= memory_mb:

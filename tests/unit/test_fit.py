@@ -296,7 +296,7 @@ class LevelTest(testcase.TestCase):
         cell's figure; and levelling gives up at least the amount.
         """
         amount = sum(guests)
-        levelled = fit.level(free, amount, [True] * len(free))
+        levelled = fit.level(free, amount)
         self.assertGreaterEqual(sum(free) - sum(levelled), amount)
         self.assertTrue(all(b <= a for a, b in zip(free, levelled)))
         left = list(free)

@@ -148,7 +148,7 @@ def run_once(filt, hosts, spec, regime=None, changed=()):
     """
     fresh = fresh_copies(hosts)
     if regime == 'cold':
-        host_view._CELLS_MEMO.clear()
+        host_view._MEMO.clear()
     elif regime == 'mix':
         later = datetime.timedelta(seconds=1)
         for index in changed:
@@ -168,7 +168,7 @@ def retained_per_host(filt, count, spec):
     built for it (as nova builds them for every request) and freed after
     it: the cells memo, mostly.
     """
-    host_view._CELLS_MEMO.clear()
+    host_view._MEMO.clear()
     gc.collect()
     tracemalloc.start()
     try:
@@ -188,13 +188,13 @@ def memo_after_churn(filt, spec, count=1000, rounds=10):
 
     Then two pruning periods of requests on the last of them.
     """
-    host_view._CELLS_MEMO.clear()
+    host_view._MEMO.clear()
     for round_ in range(rounds):
         hosts = build_hosts(count, seed=round_, prefix='churn%d-' % round_)
         list(filt.filter_all(fresh_copies(hosts), spec))
     for _ in range(2 * host_view._PRUNE_EVERY):
         list(filt.filter_all(fresh_copies(hosts), spec))
-    return len(host_view._CELLS_MEMO)
+    return len(host_view._MEMO)
 
 
 def parse_args(argv, description):

@@ -85,7 +85,7 @@ def host_record(host_state, key=None):
     guests_mb = max(0, guests_mb)
     full = payload.build(host_state.host, time.time(), nodes, devices,
                          guests_mb=guests_mb)
-    return payload.encode(payload.memory_record(full, key))
+    return payload.encode_record(full, key)
 
 
 def publish(store, hosts, key=None):
@@ -117,11 +117,14 @@ def run_once(handler, filt, hosts, spec, forget):
 
 
 def renamed(hosts, prefix):
-    """Copies of the hosts under other names (their own payload keys)."""
+    """Copies of the hosts under other names (their own payload keys), as
+    other compute nodes.
+    """
     copies = []
     for host in hosts:
         copied = copy.copy(host)
         copied.host = copied.nodename = prefix + host.host
+        copied.uuid = prefix + host.uuid
         copies.append(copied)
     return copies
 
@@ -202,7 +205,7 @@ def run(args):
                 count, name, statistics.median(samples[name]) * 1e6, ratio,
                 extra if name.startswith('cache') else 0.0,
                 statistics.median(cpu_ratios[name]), passed[name]))
-        host_view._CELLS_MEMO.clear()
+        host_view._MEMO.clear()
     return 0
 
 

@@ -119,19 +119,25 @@ def _non_numa_share(host, estimate):
     small-page memory, ``worst_case`` all of it to every cell, ``ignore`` not
     at all.
     """
-    if estimate == ESTIMATE_IGNORE:
-        return 0, 0
-    numa = total = 0
-    for cell in host.cells:
-        numa += cell.numa_used_mb
-        if cell.small_page_mb > 0:
-            total += cell.small_page_mb
-    non_numa = host.used_mb - numa
-    if non_numa <= 0:
-        return 0, 0
-    if estimate == ESTIMATE_WORST_CASE:
-        return non_numa, 0
-    return 0, (non_numa / total if total else 0)
+    # The same for as long as the host lives (one read as a tuple; other
+    # threads may replace it).
+    derived = host.derived
+    if derived is not None and derived[0] == estimate:
+        return derived[1]
+    share = 0, 0
+    if estimate != ESTIMATE_IGNORE:
+        numa = total = 0
+        for cell in host.cells:
+            numa += cell.numa_used_mb
+            if cell.small_page_mb > 0:
+                total += cell.small_page_mb
+        non_numa = host.used_mb - numa
+        if non_numa > 0 and estimate == ESTIMATE_WORST_CASE:
+            share = non_numa, 0
+        elif non_numa > 0:
+            share = 0, (non_numa / total if total else 0)
+    host.derived = (estimate, share)
+    return share
 
 
 def _accounted_free(cell, cap, ratio, share):

@@ -16,14 +16,15 @@ Built once per scheduling request and host, on first use, and kept on the
 ``HostState`` (nova builds fresh ``HostState`` objects for every request, so
 the view lives exactly as long as the request).
 
-Reading nova's versioned objects is the expensive part, and a host's cells
-change only when its compute node record does: the cells are memoised per
-compute node (``HostState.uuid``) and record version. The version is the
-record's ``updated_at`` (``HostState.updated``) together with its
-``free_ram_mb``: every instance added or removed, NUMA or not, moves the free
-memory. The database may keep ``updated_at`` in whole seconds, so a record
-younger than a second is not memoised: a second write within the same second
-could keep its timestamp. Host-wide usage is read afresh for every request.
+Reading nova's versioned objects is the expensive part, and what the view
+reads changes only when the host's compute node record does: the
+``topology.Host`` is memoised per compute node (``HostState.uuid``) and
+record version. The version is the record's ``updated_at``
+(``HostState.updated``) together with its ``free_ram_mb`` (every instance
+added or removed, NUMA or not, moves it), its total memory and its memory
+allocation ratio. The database may keep ``updated_at`` in whole seconds, so a
+record younger than a second is not memoised: a second write within the same
+second could keep its timestamp.
 
 The scheduler may judge requests on several threads at once: the memo is
 only read, replaced entry by entry and pruned from a snapshot, never iterated
@@ -32,7 +33,9 @@ while others write to it.
 
 import datetime
 import itertools
+import operator
 
+from nova.objects import base as nova_objects
 from oslo_utils import timeutils
 
 from nova_numa_guard import topology
@@ -42,16 +45,32 @@ _SETTLE = datetime.timedelta(seconds=1)
 
 _ATTR = '_numa_guard_view'
 
-# compute node uuid -> [version, tuple of topology.Cell, last request]. A
-# newer record replaces the entry; see bound_memo() for compute nodes gone.
-_CELLS_MEMO = {}
-# Requests counted by bound_memo() (next() is atomic: each request gets
+# Where nova's objects keep the fields a host view reads.
+_CELLS = nova_objects.get_attrname('cells')
+_CELL_FIELDS = operator.attrgetter(*map(nova_objects.get_attrname, (
+    'id', 'cpuset', 'pcpuset', 'memory', 'memory_usage', 'mempages',
+    'network_metadata')))
+_SIZE_KB = operator.attrgetter(nova_objects.get_attrname('size_kb'))
+_POOL_FIELDS = operator.attrgetter(*map(nova_objects.get_attrname, (
+    'total', 'reserved', 'used')))
+_NETWORK_FIELDS = operator.attrgetter(*map(nova_objects.get_attrname, (
+    'physnets', 'tunneled')))
+
+# compute node uuid -> [topology.Host, updated, free_ram_mb,
+# total_usable_ram_mb, ram_allocation_ratio, last request]. A newer record
+# replaces the entry; see begin_request() for compute nodes gone.
+_MEMO = {}
+# Requests counted by begin_request() (next() is atomic: each request gets
 # its own number) and the latest number; the memo is pruned every
 # _PRUNE_EVERY of them, of the entries no request used since the last
 # pruning.
 _COUNTER = itertools.count(1)
 _REQUESTS = [0]
 _PRUNE_EVERY = 100
+# (aware, naive) UTC times: records updated since are not memoised; set by
+# begin_request(), nothing before the first request.
+_SETTLED = [(datetime.datetime.min.replace(tzinfo=datetime.timezone.utc),
+             datetime.datetime.min)]
 
 
 class HostView:
@@ -134,38 +153,59 @@ def live_memory(view, trusted, reserved_host_mb):
 
 
 def host_from_state(host_state):
-    """Build a :class:`topology.Host` from a nova ``HostState``."""
-    return topology.Host(
-        host_state.host, cells_from_state(host_state),
-        used_mb=host_state.total_usable_ram_mb - host_state.free_ram_mb,
-        ram_allocation_ratio=host_state.ram_allocation_ratio or 1.0)
+    """A :class:`topology.Host` of a nova ``HostState``.
+
+    From the memo while the compute node record has not changed.
+    """
+    key = host_state.uuid
+    updated = host_state.updated
+    free_ram_mb = host_state.free_ram_mb
+    total_mb = host_state.total_usable_ram_mb
+    ratio = host_state.ram_allocation_ratio or 1.0
+    name = host_state.host
+    entry = _MEMO.get(key)
+    # Read as one list; other threads may replace it, never change it but
+    # for its last use.
+    if (entry is not None and entry[1] == updated and
+            entry[2] == free_ram_mb and entry[3] == total_mb and
+            entry[4] == ratio and updated is not None and
+            entry[0].name == name):
+        entry[5] = _REQUESTS[0]
+        return entry[0]
+    host = topology.Host(name, cells_from_state(host_state),
+                         used_mb=total_mb - free_ram_mb,
+                         ram_allocation_ratio=ratio)
+    if key is not None and _settled(updated):
+        _MEMO[key] = [host, updated, free_ram_mb, total_mb, ratio,
+                      _REQUESTS[0]]
+    return host
 
 
 def cells_from_state(host_state):
-    """The host's cells, from the memo when the record has not changed."""
-    key = host_state.uuid
-    version = (host_state.updated, host_state.free_ram_mb)
-    entry = _CELLS_MEMO.get(key)
-    if entry is not None and entry[0] == version and version[0] is not None:
-        entry[2] = _REQUESTS[0]
-        return entry[1]
+    """The host's cells, read from its nova ``NUMATopology``."""
     numa = host_state.numa_topology
-    cells = () if numa is None else tuple(
-        cell_from_nova(cell) for cell in numa.cells)
-    if key is not None and _settled(version[0]):
-        _CELLS_MEMO[key] = [version, cells, _REQUESTS[0]]
-    return cells
+    if numa is None:
+        return ()
+    cells = getattr(numa, _CELLS, None)
+    if cells is None:
+        cells = numa.cells
+    return tuple([cell_from_nova(cell) for cell in cells])
 
 
-def bound_memo(host_states):
-    """Keep the cells memo to the compute nodes nova still reports.
+def begin_request():
+    """Start a scheduling request: number it, and bound the memo.
 
-    Called once per request. Every :data:`_PRUNE_EVERY` requests, the entries
-    that no request used since the previous pruning go: those of compute
-    nodes that were replaced or removed. A host that only small requests
-    skip (a forced host, a rebuild) keeps its entry as long as any request
-    in the window reads it. Never raises.
+    Called once per request, before the first view is built. Fixes when
+    records are settled for this request (see the module doc), and every
+    :data:`_PRUNE_EVERY` requests drops the entries that no request used
+    since the previous pruning: those of compute nodes that were replaced or
+    removed. A host that only small requests skip (a forced host, a rebuild)
+    keeps its entry as long as any request in the window reads it. Never
+    raises.
     """
+    now = timeutils.utcnow(with_timezone=True)
+    settled = now - _SETTLE
+    _SETTLED[0] = (settled, settled.replace(tzinfo=None))
     current = _REQUESTS[0] = next(_COUNTER)
     if current % _PRUNE_EVERY:
         return
@@ -174,10 +214,10 @@ def bound_memo(host_states):
         # dict.copy() takes no item tuples: unlike list(items()), it makes
         # no garbage that could run other threads' code mid-copy and
         # change the dict under it.
-        for key, entry in _CELLS_MEMO.copy().items():
+        for key, entry in _MEMO.copy().items():
             # Not an entry another request has just replaced.
-            if entry[2] < oldest and _CELLS_MEMO.get(key) is entry:
-                _CELLS_MEMO.pop(key, None)
+            if entry[5] < oldest and _MEMO.get(key) is entry:
+                _MEMO.pop(key, None)
     except Exception:  # never into nova; the next pruning tries again
         pass
 
@@ -185,15 +225,14 @@ def bound_memo(host_states):
 def _settled(updated):
     """Whether a record updated at ``updated`` can no longer change silently.
 
-    nova's ``HostState.consume_from_request`` sets a naive UTC time; records
-    from the database carry a time zone.
+    Against the time the latest request began (an earlier time only
+    memoises less). nova's ``HostState.consume_from_request`` sets a naive
+    UTC time; records from the database carry a time zone.
     """
     if updated is None:
         return False
-    now = timeutils.utcnow(with_timezone=True)
-    if updated.tzinfo is None:
-        now = now.replace(tzinfo=None)
-    return now - updated >= _SETTLE
+    aware, naive = _SETTLED[0]
+    return updated <= (naive if updated.tzinfo is None else aware)
 
 
 def cell_from_nova(cell):
@@ -211,38 +250,68 @@ def cell_from_nova(cell):
     Fields that records of older computes lack are taken as empty.
     """
     try:
-        # Every field a libvirt compute reports since nova Train: one pass
-        # without a check per field.
-        return _cell(cell.id, cell.cpuset, cell.pcpuset, cell.memory,
-                     cell.memory_usage, cell.mempages, cell.network_metadata)
+        return _from_storage(cell)
+    except AttributeError:
+        # A field is not set (an older record): read it as nova does.
+        pass
+    try:
+        cpuset, pcpuset, mempages, network = (
+            cell.cpuset, cell.pcpuset, cell.mempages, cell.network_metadata)
     except NotImplementedError:
-        # An older record: fields it lacks are taken as empty.
-        return _cell(cell.id, cell.cpuset, _optional(cell, 'pcpuset'),
-                     cell.memory, cell.memory_usage,
-                     _optional(cell, 'mempages'),
-                     _optional(cell, 'network_metadata'))
-
-
-def _cell(cell_id, cpuset, pcpuset, memory, numa_used, mempages, network):
+        cpuset, pcpuset, mempages, network = (
+            cell.cpuset, _optional(cell, 'pcpuset'),
+            _optional(cell, 'mempages'), _optional(cell, 'network_metadata'))
+    small_mb, small_used = cell.memory, cell.memory_usage
     if mempages:
-        smallest = mempages[0]
-        size_kb = smallest.size_kb
-        for pool in mempages[1:]:
-            if pool.size_kb < size_kb:
-                smallest, size_kb = pool, pool.size_kb
-        small_mb = (smallest.total - smallest.reserved) * size_kb // 1024
-        small_used = smallest.used * size_kb // 1024
-    else:
-        small_mb = memory
-        small_used = numa_used
+        smallest = min(mempages, key=lambda pool: pool.size_kb)
+        small_mb = ((smallest.total - smallest.reserved) * smallest.size_kb
+                    // 1024)
+        small_used = smallest.used * smallest.size_kb // 1024
     physnets, tunneled = topology.NO_PHYSNETS, False
     if network is not None:
-        if network.physnets:
-            physnets = frozenset(network.physnets)
-        tunneled = network.tunneled
-    return topology.Cell(cell_id, range(len(cpuset)), memory, small_mb,
-                         small_used, numa_used, range(len(pcpuset or ())),
-                         None, physnets, tunneled)
+        physnets, tunneled = network.physnets, network.tunneled
+    return _cell(cell.id, cpuset, pcpuset, cell.memory, small_mb, small_used,
+                 cell.memory_usage, physnets, tunneled)
+
+
+def _from_storage(cell):
+    """:func:`cell_from_nova` from the fields' storage on nova's objects.
+
+    Reading a field through its property costs ten times reading where nova
+    keeps it (``nova.objects.base.get_attrname``, which nova reads and
+    writes itself where speed matters), and a cold host view reads some
+    forty. Read as attributes: asking for an object's ``__dict__`` would
+    build one for each of nova's fresh objects. Raises AttributeError when
+    a field is not set.
+    """
+    (cell_id, cpuset, pcpuset, memory, numa_used, mempages,
+     network) = _CELL_FIELDS(cell)
+    small_mb, small_used = memory, numa_used
+    if mempages:
+        smallest = mempages[0]
+        size_kb = _SIZE_KB(smallest)
+        if size_kb > topology.SMALL_PAGE_KB:
+            # libvirt lists the base pages first; no page is smaller.
+            for pool in mempages[1:]:
+                if _SIZE_KB(pool) < size_kb:
+                    smallest, size_kb = pool, _SIZE_KB(pool)
+        total, reserved, used = _POOL_FIELDS(smallest)
+        small_mb = (total - reserved) * size_kb // 1024
+        small_used = used * size_kb // 1024
+    physnets, tunneled = topology.NO_PHYSNETS, False
+    if network is not None:
+        physnets, tunneled = _NETWORK_FIELDS(network)
+    return _cell(cell_id, cpuset, pcpuset, memory, small_mb, small_used,
+                 numa_used, physnets, tunneled)
+
+
+def _cell(cell_id, cpuset, pcpuset, memory, small_mb, small_used, numa_used,
+          physnets, tunneled):
+    return topology.Cell.counted(
+        cell_id, len(cpuset), memory, small_mb, small_used, numa_used,
+        len(pcpuset or ()),
+        frozenset(physnets) if physnets else topology.NO_PHYSNETS,
+        bool(tunneled))
 
 
 def _optional(obj, name):

@@ -25,6 +25,9 @@ SMALL_PAGE_KB = 4
 # Shared empty values: a cell without them keeps no container of its own.
 NO_PHYSNETS = frozenset()
 _NOTHING = types.MappingProxyType({})
+# CPU counts as shared range objects (Cell.counted()).
+_RANGE_COUNT = 1025
+_RANGES = tuple(range(count) for count in range(_RANGE_COUNT))
 
 
 class Cell:
@@ -76,6 +79,31 @@ class Cell:
         self.socket = socket
         self.siblings = tuple(siblings)
         self.distances = distances or _NOTHING
+
+    @classmethod
+    def counted(cls, id, cpus, memory_mb, small_page_mb, small_page_used_mb,
+                numa_used_mb, pcpus, physnets, tunneled):
+        """A cell whose CPUs are only counted: ``cpus`` and ``pcpus`` are
+        ``range`` objects of those counts.
+
+        The scheduler's view of nova's cells, built for thousands of hosts
+        at once: the other attributes are empty, and nothing is checked.
+        """
+        cell = object.__new__(cls)
+        cell.id = id
+        cell.cpus = _RANGES[cpus] if cpus < _RANGE_COUNT else range(cpus)
+        cell.memory_mb = memory_mb
+        cell.small_page_mb = small_page_mb
+        cell.small_page_used_mb = small_page_used_mb
+        cell.numa_used_mb = numa_used_mb
+        cell.pcpus = _RANGES[pcpus] if pcpus < _RANGE_COUNT else range(pcpus)
+        cell.hugepages = _NOTHING
+        cell.physnets = physnets
+        cell.tunneled = tunneled
+        cell.socket = None
+        cell.siblings = ()
+        cell.distances = _NOTHING
+        return cell
 
     @property
     def holds_guests(self):
@@ -153,9 +181,14 @@ class Host:
     :param ram_allocation_ratio: the host's memory overcommit ratio.
     :param live: :class:`LiveMemory` covering every cell, when a live source
         has fresh data for the host (see :meth:`with_live`); else None.
+
+    A host is never changed once built; :attr:`derived` holds what
+    :mod:`nova_numa_guard.fit` last derived from it, so that a host kept
+    across requests (the scheduler's memo) is not worked out again.
     """
 
-    __slots__ = ('name', 'cells', 'used_mb', 'ram_allocation_ratio', 'live')
+    __slots__ = ('name', 'cells', 'used_mb', 'ram_allocation_ratio', 'live',
+                 'derived')
 
     def __init__(self, name, cells, used_mb=0, ram_allocation_ratio=1.0,
                  live=None):
@@ -164,6 +197,7 @@ class Host:
         self.used_mb = used_mb
         self.ram_allocation_ratio = ram_allocation_ratio
         self.live = live
+        self.derived = None
 
     def with_live(self, live):
         """A copy of the host carrying live memory; it shares the cells.
@@ -179,6 +213,7 @@ class Host:
         host.used_mb = self.used_mb
         host.ram_allocation_ratio = self.ram_allocation_ratio
         host.live = live
+        host.derived = self.derived
         return host
 
     def __repr__(self):

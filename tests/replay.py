@@ -562,7 +562,7 @@ def replay(config, requests, live_dir, seed=SEED, trace=None):
     :returns: :class:`Outcome`.
     """
     configure(config, live_dir)
-    host_view._CELLS_MEMO.clear()
+    host_view._MEMO.clear()
     scheduler = Scheduler(config)
     fleet = build_fleet(seed)
     rng = random.Random(seed + 2)

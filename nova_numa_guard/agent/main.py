@@ -242,7 +242,7 @@ class Agent:
         if data is None:
             return False
         raw = payload.encode(data)
-        record = payload.encode(payload.memory_record(data, self._key))
+        record = payload.encode_record(data, self._key)
         if not self._trusted(raw, record):
             return False
         if self.store is None:

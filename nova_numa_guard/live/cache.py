@@ -13,7 +13,7 @@
 """The ``cache`` memory source: the agents' memory records in memcached.
 
 :class:`CacheSource` fetches the memory record
-(:func:`nova_numa_guard.live.payload.memory_record`) of every candidate host
+(:func:`nova_numa_guard.live.payload.encode_record`) of every candidate host
 of a request with one batched ``get`` per memcached server
 (:class:`nova_numa_guard.live.store.MemcacheStore`), and keeps what it
 fetched for ``[numa_guard] live_data_memo_seconds``, so the instances of a

@@ -86,19 +86,25 @@ stored bytes before it parses any JSON; trailing whitespace (the newline of
 The *memory record* (:func:`memory_record`) is what the scheduler reads of a
 payload, compact and signed on its own: the same top-level members without
 ``devices`` (``physnets`` included), and instead of ``nodes`` one ``mem`` row
-per node::
+per node (shown as JSON)::
 
     {"schema": 1, "host": "compute1", "timestamp": 1764700000.1,
      "guests_mb": 98304,
      "mem": [[0, 64328, 10501, 14285, 6144], [1, 64510, 2769, 7854, 0]],
-     "physnets": {"physnet1": [1]},
-     "signature": "<hex HMAC-SHA256>"}
+     "physnets": {"physnet1": [1]}}
 
 with the columns ``id, mem_total_mb, mem_free_mb, mem_available_mb`` and,
 when the record has ``guests_mb``, ``guest_untouched_mb``. The agent stores
-it next to the full payload; the ``cache`` memory source fetches only it, so
-a scheduling request moves and parses a few dozen bytes per node instead of
-kilobytes per host.
+it next to the full payload as msgpack (:func:`encode_record`): one map of
+these members (no ``signature``), preceded when signed by the HMAC-SHA256 of
+the map's bytes (keyed with the host's own key) as a 32-byte msgpack
+``bin``. The ``cache`` memory source fetches only it, so a scheduling
+request moves and unpacks a few dozen bytes per node instead of parsing
+kilobytes of JSON per host; unpacking it costs a third of parsing the same
+record as JSON, which :func:`verify` still reads (agents of the previous
+release store their records as JSON, signed as payloads are). A stored
+value is msgpack when its first byte starts a msgpack map or ``bin``, which
+no JSON document does.
 
 The scheduler checks only what it uses (:func:`verify`): the schema version,
 the host, the timestamp, the node ids, the memory figures and the physnets'
@@ -114,6 +120,8 @@ import hashlib
 import hmac
 import json
 import math
+
+import msgpack
 
 SCHEMA = 1
 MAX_BYTES = 1024 * 1024
@@ -150,6 +158,7 @@ _PHYSNETS = 'physnets'
 # Reason codes of Untrusted, stable for tests and log searches.
 TOO_LARGE = 'too large'
 NOT_JSON = 'not JSON'
+NOT_MSGPACK = 'not msgpack'
 BAD_SCHEMA = 'schema mismatch'
 UNSIGNED = 'unsigned'
 BAD_SIGNATURE = 'bad signature'
@@ -325,6 +334,27 @@ def encode(payload):
     return body[:-1] + b',"signature":' + json.dumps(sig).encode() + b'}'
 
 
+def encode_record(payload, key=None):
+    """The memory record of ``payload`` as the agent stores it: msgpack.
+
+    The :func:`memory_record` members as one msgpack map; signed, the
+    HMAC-SHA256 of those bytes (keyed with the host's own key) comes first
+    as a 32-byte msgpack ``bin``: the scheduler checks it before it unpacks
+    anything. Unpacking it takes a third of the time parsing the same
+    record as JSON does.
+
+    :param key: the host's own key (:func:`host_key`), or None.
+    """
+    # Members in one order, whatever the payload's: the same figures give
+    # the same bytes, which the scheduler compares to skip unchanged ones.
+    body = msgpack.packb(dict(sorted(memory_record(payload).items())),
+                         use_bin_type=True)
+    if not key:
+        return body
+    return _RECORD_SIG_HEAD + hmac.digest(_key_bytes(key), body,
+                                          'sha256') + body
+
+
 def verify(raw, host, key=None, max_age=None, now=None, full=False,
            max_bytes=MAX_BYTES):
     """Check a stored payload against every trust rule.
@@ -362,12 +392,15 @@ def _verify(raw, host, key, max_age, now, full, max_bytes):
     if len(raw) > max_bytes:
         raise Untrusted(TOO_LARGE, '%d bytes, more than %d' %
                         (len(raw), max_bytes))
-    if key:
-        raw = _check_signature(raw, key)
-    try:
-        data = _DECODER.decode(raw.decode('utf-8'))
-    except (ValueError, RecursionError) as exc:
-        raise Untrusted(NOT_JSON, _first_line(exc))
+    if raw and raw[0] in _MSGPACK_FIRST:
+        data = _unpack_record(bytes(raw), key)
+    else:
+        if key:
+            raw = _check_signature(raw, key)
+        try:
+            data = _DECODER.decode(raw.decode('utf-8'))
+        except (ValueError, RecursionError) as exc:
+            raise Untrusted(NOT_JSON, _first_line(exc))
     if not isinstance(data, dict):
         raise Untrusted(BAD_SCHEMA, 'top level is a %s, not an object' %
                         type(data).__name__)
@@ -427,6 +460,13 @@ def check_age(timestamp, max_age, now):
                         'is %s s' % (now - timestamp, max_age))
 
 
+# The first byte of a msgpack memory record (encode_record()): a map, or
+# the bin8 header of its signature. A JSON document starts otherwise.
+_RECORD_SIG_HEAD = b'\xc4\x20'
+_RECORD_SIG_BYTES = len(_RECORD_SIG_HEAD) + 32
+_MSGPACK_FIRST = frozenset(list(range(0x80, 0x90)) +
+                           [0xde, 0xdf, _RECORD_SIG_HEAD[0]])
+
 # The stored layout of a signed payload ends with this member (encode()).
 _SIG_HEAD = b',"signature":"'
 _SIG_HEX = 64
@@ -457,6 +497,36 @@ def _check_signature(raw, key):
                         "host's key derived from [numa_guard] "
                         'payload_signing_key')
     return signed
+
+
+def _unpack_record(raw, key):
+    """A msgpack memory record (:func:`encode_record`), its HMAC first.
+
+    Without a key, a signature is skipped unread (as a JSON payload's
+    ``signature`` member is).
+    """
+    signed = raw[:len(_RECORD_SIG_HEAD)] == _RECORD_SIG_HEAD
+    body = raw[_RECORD_SIG_BYTES:] if signed else raw
+    if key:
+        if not signed:
+            raise Untrusted(UNSIGNED, 'no signature but [numa_guard] '
+                            'payload_signing_key is set')
+        digest = hmac.digest(_key_bytes(key), body, 'sha256')
+        if not hmac.compare_digest(raw[len(_RECORD_SIG_HEAD):
+                                       _RECORD_SIG_BYTES], digest):
+            raise Untrusted(BAD_SIGNATURE, 'HMAC-SHA256 does not match the '
+                            "host's key derived from [numa_guard] "
+                            'payload_signing_key')
+    try:
+        # Strings as str, maps with str keys only, at most as long as the
+        # record (msgpack's own limits follow its size).
+        return msgpack.unpackb(body, raw=False, strict_map_key=True)
+    except Exception as exc:
+        raise Untrusted(NOT_MSGPACK, _first_line(exc))
+
+
+def _key_bytes(key):
+    return key.encode('utf-8') if isinstance(key, str) else key
 
 
 def _check_nodes(nodes, full, with_guests):

@@ -77,4 +77,4 @@ def record(fleet_host, timestamp, signing_key=None):
                           guests_mb=fleet_host.guests_mb if with_guests
                           else None)
     key = payload.host_key(signing_key, host.name) if signing_key else None
-    return payload.encode(payload.memory_record(built, key=key))
+    return payload.encode_record(built, key)

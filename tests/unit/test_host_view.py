@@ -56,6 +56,32 @@ class CellFromNovaTest(testcase.TestCase):
         self.assertEqual((frozenset({'foo'}), True),
                          (cell.physnets, cell.tunneled))
 
+    def test_fields_are_read_where_nova_keeps_them(self):
+        """Ensures a full record is read from the fields' storage.
+
+        Where nova keeps a field's value (nova.objects.base.get_attrname) is
+        read directly, ten times faster than through the field's property;
+        this fails if nova or oslo.versionedobjects keep them elsewhere,
+        which would leave every host on the slow path. Both paths agree.
+        """
+        numa_cell = _cell(
+            memory_usage=4096,
+            mempages=[objects.NUMAPagesTopology(size_kb=size, total=total,
+                                                used=used, reserved=reserved)
+                      for size, total, used, reserved in (
+                          (4, 8388608, 262144, 1024), (2048, 1024, 512, 0),
+                          (1048576, 8, 0, 0))],
+            network_metadata=objects.NetworkMetadata(physnets={'foo'},
+                                                     tunneled=True))
+        fast = host_view._from_storage(numa_cell)
+        self.useFixture(fixtures.MockPatchObject(
+            host_view, '_from_storage', side_effect=AttributeError))
+        slow = host_view.cell_from_nova(numa_cell)
+        for name in fast.__slots__:
+            self.assertEqual(getattr(slow, name), getattr(fast, name), name)
+        self.assertEqual((32764, 1024), (fast.small_page_mb,
+                                         fast.small_page_used_mb))
+
     def test_nothing_of_novas_objects_is_kept(self):
         """Ensures a memoised cell does not keep nova's objects alive.
 
@@ -108,18 +134,28 @@ class HostViewTest(testcase.TestCase):
         self.assertIs(view, host_view.get(state))
         self.assertEqual(3000, view.placed_mb(state))
 
-    def test_cells_are_memoised_per_compute_node_record(self):
-        """Ensures cells are re-read exactly when the record changes."""
+    def test_hosts_are_memoised_per_compute_node_record(self):
+        """Ensures a host is read again exactly when its record changes."""
+        host_view.begin_request()
         state = fakes.host_state(fakes.two_node_cells())
-        first = host_view.cells_from_state(state)
+        first = host_view.host_from_state(state)
         again = fakes.host_state(fakes.two_node_cells())
         again.updated = state.updated
-        self.assertIs(first, host_view.cells_from_state(again))
+        self.assertIs(first, host_view.host_from_state(again))
         again.free_ram_mb -= 2048  # an instance came or went
-        self.assertIsNot(first, host_view.cells_from_state(again))
+        self.assertIsNot(first, host_view.host_from_state(again))
+        self.assertEqual(first.used_mb + 2048,
+                         host_view.host_from_state(again).used_mb)
+        for name, value in (('total_usable_ram_mb', 1024),
+                            ('ram_allocation_ratio', 2.0),
+                            ('host', 'renamed')):
+            changed = fakes.host_state(fakes.two_node_cells())
+            changed.updated = state.updated
+            setattr(changed, name, value)
+            self.assertIsNot(first, host_view.host_from_state(changed), name)
         newer = fakes.host_state(fakes.two_node_cells()[:1])
         newer.updated += datetime.timedelta(seconds=1)
-        self.assertEqual(1, len(host_view.cells_from_state(newer)))
+        self.assertEqual(1, len(host_view.host_from_state(newer).cells))
 
     def test_records_younger_than_a_second_are_not_memoised(self):
         """Ensures a record that may still change in its second is re-read.
@@ -129,20 +165,21 @@ class HostViewTest(testcase.TestCase):
         """
         now = timeutils.utcnow(with_timezone=True)
         self.useFixture(utils_fixture.TimeFixture(now))
+        host_view.begin_request()
         state = fakes.host_state(fakes.two_node_cells())
         state.updated = now - datetime.timedelta(milliseconds=999)
-        first = host_view.cells_from_state(state)
-        self.assertIsNot(first, host_view.cells_from_state(state))
+        first = host_view.host_from_state(state)
+        self.assertIsNot(first, host_view.host_from_state(state))
         state.updated = now.replace(tzinfo=None)
-        self.assertIsNot(first, host_view.cells_from_state(state))
+        self.assertIsNot(first, host_view.host_from_state(state))
         state.updated = now - datetime.timedelta(seconds=1)
-        settled = host_view.cells_from_state(state)
-        self.assertIs(settled, host_view.cells_from_state(state))
+        settled = host_view.host_from_state(state)
+        self.assertIs(settled, host_view.host_from_state(state))
 
     def _memoised(self, name):
         state = fakes.host_state(fakes.two_node_cells(), name=name)
         state.uuid = name
-        host_view.cells_from_state(state)
+        host_view.host_from_state(state)
         return state
 
     def test_small_requests_do_not_empty_the_memo(self):
@@ -153,22 +190,23 @@ class HostViewTest(testcase.TestCase):
         node that no request reads for a whole window goes.
         """
         self.useFixture(fixtures.MockPatchObject(
-            host_view, '_CELLS_MEMO', {}))
+            host_view, '_MEMO', {}))
         self.useFixture(fixtures.MockPatchObject(host_view, '_REQUESTS', [0]))
         self.useFixture(fixtures.MockPatchObject(
             host_view, '_COUNTER', itertools.count(1)))
+        host_view.begin_request()
         fleet = [self._memoised('h%d' % i) for i in range(50)]
         gone = self._memoised('replaced')
         for window in range(3):
             for _ in range(host_view._PRUNE_EVERY - 1):
-                host_view.bound_memo(fleet[:1])
+                host_view.begin_request()
             for state in fleet:
-                host_view.cells_from_state(state)
-            host_view.bound_memo(fleet)
+                host_view.host_from_state(state)
+            host_view.begin_request()
             self.assertLessEqual({s.uuid for s in fleet},
-                                 set(host_view._CELLS_MEMO), window)
-        self.assertEqual({s.uuid for s in fleet}, set(host_view._CELLS_MEMO))
-        self.assertNotIn(gone.uuid, host_view._CELLS_MEMO)
+                                 set(host_view._MEMO), window)
+        self.assertEqual({s.uuid for s in fleet}, set(host_view._MEMO))
+        self.assertNotIn(gone.uuid, host_view._MEMO)
 
     def test_pruning_while_other_threads_memoise(self):
         """Ensures every pruning removes the stale entries while requests on
@@ -176,7 +214,7 @@ class HostViewTest(testcase.TestCase):
         threads), and never raises.
         """
         memo = {}
-        self.useFixture(fixtures.MockPatchObject(host_view, '_CELLS_MEMO',
+        self.useFixture(fixtures.MockPatchObject(host_view, '_MEMO',
                                                  memo))
         self.useFixture(fixtures.MockPatchObject(host_view, '_REQUESTS', [0]))
         self.useFixture(fixtures.MockPatchObject(
@@ -192,7 +230,7 @@ class HostViewTest(testcase.TestCase):
         def memoise():
             i = 0
             while not stop.is_set():
-                memo['new%d' % (i % 5000)] = [None, (), 0]
+                memo['new%d' % (i % 5000)] = [None] * 5 + [0]
                 i += 1
 
         # A native thread, as nova's scheduler runs requests on (the
@@ -204,10 +242,10 @@ class HostViewTest(testcase.TestCase):
                 used = host_view._REQUESTS[0]
                 stale = ['stale%d' % i for i in range(50)]
                 for key in stale:
-                    memo[key] = [None, (), used]
+                    memo[key] = [None] * 5 + [used]
                 # The second request prunes what the first did not use.
-                host_view.bound_memo([])
-                host_view.bound_memo([])
+                host_view.begin_request()
+                host_view.begin_request()
                 self.assertEqual([], [key for key in stale if key in memo],
                                  round_)
         finally:

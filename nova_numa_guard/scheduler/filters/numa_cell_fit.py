@@ -125,6 +125,7 @@ class NUMACellFitFilter(filters.BaseHostFilter):
             yield from filter_obj_list
             return
         host_states = list(filter_obj_list)
+        host_view.begin_request()
         live_data = self._live_data(host_states)
         debug = LOG.isEnabledFor(logging.DEBUG)
         # Only counts and the best rejection of each kind are kept: holding
@@ -145,7 +146,6 @@ class NUMACellFitFilter(filters.BaseHostFilter):
                 self._log_rejection(host_state, verdict, request.uuid)
             if self._dry_run:
                 yield host_state
-        host_view.bound_memo(host_states)
         if rejected and (self._dry_run or rejected == len(host_states)):
             try:
                 self._log_summary(request, len(host_states), rejected, best)
@@ -176,7 +176,7 @@ class NUMACellFitFilter(filters.BaseHostFilter):
             live_data = self._live_data(host_states)
             if not live_data.hosts:
                 return
-            host_view.bound_memo(host_states)
+            host_view.begin_request()
             for host_state in host_states:
                 self._with_live(host_view.get(host_state), live_data)
         except Exception:
@@ -229,21 +229,18 @@ class NUMACellFitFilter(filters.BaseHostFilter):
         host = view.host
         trusted = live_data.hosts.get(host.name)
         if trusted is not None:
-            # An unchanged payload on an unchanged compute record: the host
-            # an earlier request derived from them (read as one tuple;
-            # other threads may replace it).
+            # An unchanged payload on an unchanged compute record (the
+            # host view's memo gives the same host): the host an earlier
+            # request derived from them (read as one tuple; other threads
+            # may replace it).
             derived = trusted.derived
-            if (derived is not None and derived[0] is host.cells and
-                    derived[1] == host.used_mb and
-                    derived[2] == host.ram_allocation_ratio and
-                    derived[3] == self._reserved_host_mb):
-                with_live = derived[4]
+            if (derived is not None and derived[0] is host and
+                    derived[1] == self._reserved_host_mb):
+                with_live = derived[2]
             else:
                 with_live = host.with_live(host_view.live_memory(
                     view, trusted, self._reserved_host_mb))
-                trusted.derived = (host.cells, host.used_mb,
-                                   host.ram_allocation_ratio,
-                                   self._reserved_host_mb, with_live)
+                trusted.derived = (host, self._reserved_host_mb, with_live)
             if with_live.live is not None:
                 view.live_host = with_live
                 view.agent_physnets = trusted.physnets

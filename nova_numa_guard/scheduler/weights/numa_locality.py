@@ -89,8 +89,8 @@ class NUMALocalityWeigher(weights.BaseHostWeigher):
             host_states = [weighed.obj for weighed in weighed_obj_list]
             if host_states and not host_view.built(host_states[0]):
                 # NUMACellFitFilter did not run: the views are built (and
-                # their cells memoised) here, so the memo is bounded here.
-                host_view.bound_memo(host_states)
+                # memoised) here, so the request begins here.
+                host_view.begin_request()
         except Exception:
             LOG.warning("NUMALocalityWeigher could not read the request; "
                         "weighing every host 0",

@@ -166,8 +166,7 @@ class CommandLineTest(AgentTestCase):
                          {n['id']: n['guest_untouched_mb']
                           for n in data['nodes']})
         self.assertEqual(GUESTS_MB, data['guests_mb'])
-        for raw in (self.stdout.getvalue(),
-                    payload.encode(payload.memory_record(data))):
+        for raw in (self.stdout.getvalue(), payload.encode_record(data)):
             trusted = payload.verify(raw, 'compute1', full=True)
             self.assertEqual((UNTOUCHED_MB, GUESTS_MB),
                              (trusted.untouched_mb, trusted.guests_mb))
@@ -300,13 +299,13 @@ class CommandLineTest(AgentTestCase):
     def test_memory_record_checked_with_the_record_limit(self):
         """Ensures the memory record must fit payload.MAX_RECORD_BYTES."""
         self.useFixture(fixtures.MockPatchObject(payload, 'MAX_RECORD_BYTES',
-                                                 100))
+                                                 50))
         self.assertEqual(1, self.print_once('--host', 'compute1'))
         self.assertEqual('', self.stdout.getvalue())
         self.assertRegex(self.stderr.getvalue(),
                          r'^nova-numa-guard-agent: nothing published: the '
                          r'scheduler would refuse it: too large: [0-9]+ '
-                         r'bytes, more than 100\n$')
+                         r'bytes, more than 50\n$')
         self.assertEqual(1, len(self.errors()))
 
     def test_help_is_man_style(self):
@@ -528,10 +527,9 @@ class PublishTest(AgentTestCase):
         trusted = payload.verify(record, 'compute1', full=True)
         self.assertEqual(data, trusted)
         # The record is the memory part of the very same payload.
-        self.assertEqual(payload.encode(payload.memory_record(
-            json.loads(full))), record)
-        self.assertNotIn(b'"devices"', record)
-        self.assertNotIn(b'"cpus"', record)
+        self.assertEqual(payload.encode_record(json.loads(full)), record)
+        self.assertNotIn(b'devices', record)
+        self.assertNotIn(b'cpus', record)
         # Stored raw, with the TTL of [numa_guard_agent] ttl.
         for prefix in (store.FULL_PREFIX, store.RECORD_PREFIX):
             reply = self.memcached.command(

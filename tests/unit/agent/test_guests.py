@@ -1119,8 +1119,7 @@ class CollectTest(GuestTreeTestCase):
                          [(n['id'], n['mem_free_mb'], n['guest_untouched_mb'])
                           for n in data['nodes']])
         self.assertEqual(8192 + 4096 + 2048 + 16384, data['guests_mb'])
-        for raw in (payload.encode(data),
-                    payload.encode(payload.memory_record(data))):
+        for raw in (payload.encode(data), payload.encode_record(data)):
             trusted = payload.verify(raw, 'two-node-64g', full=True)
             self.assertEqual(({0: 4096, 1: 7168}, 30720),
                              (trusted.untouched_mb, trusted.guests_mb))
@@ -1130,8 +1129,7 @@ class CollectTest(GuestTreeTestCase):
         self.two_node_64g()
         key = payload.host_key('s3cret', 'two-node-64g')
         data, _ = self.collect('two-node-64g', key)
-        record = payload.memory_record(data, key)
-        for raw in (payload.encode(data), payload.encode(record)):
+        for raw in (payload.encode(data), payload.encode_record(data, key)):
             trusted = payload.verify(raw, 'two-node-64g', key, full=True)
             self.assertEqual(30720, trusted.guests_mb)
 
@@ -1156,8 +1154,7 @@ class CollectTest(GuestTreeTestCase):
         self.assertEqual((None, None, {0: 20000, 1: 10000}),
                          (trusted.untouched_mb, trusted.guests_mb,
                           trusted.free_mb))
-        record = payload.memory_record(data)
-        self.assertIsNone(payload.verify(payload.encode(record),
+        self.assertIsNone(payload.verify(payload.encode_record(data),
                                          'two-node-64g',
                                          full=True).guests_mb)
 

@@ -57,8 +57,8 @@ def record(host, timestamp=None, key=None, free=None):
 
     Signed on its own with ``key`` when given.
     """
-    return payload.encode(payload.memory_record(
-        two_node_payload(host, timestamp, free=free), key))
+    return payload.encode_record(
+        two_node_payload(host, timestamp, free=free), key)
 
 
 class LiveSourceTestCase(testcase.TestCase):

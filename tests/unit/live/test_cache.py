@@ -77,8 +77,8 @@ class CacheSourceTestCase(base.LiveSourceTestCase):
         :param data: a payload, stored as its memory record.
         """
         if raw is None:
-            raw = payload.encode(payload.memory_record(
-                data or base.two_node_payload(host)))
+            raw = payload.encode_record(
+                data or base.two_node_payload(host))
         key = store.key(prefix, host).encode()
         reply = self.memcached.command(
             b'set %s %d 600 %d\r\n%s\r\n' % (key, flags, len(raw), raw))
@@ -189,7 +189,9 @@ class CacheSourceTest(CacheSourceTestCase):
         self.flags(live_data_memo_seconds=0)
         source = live.load('cache')
         self.publish('compute1', raw=b'{"schema": 1, "host": "x"')
-        self.publish('compute2', base.two_node_payload('other'))
+        # A JSON record (an agent of the previous release).
+        self.publish('compute2', raw=payload.encode(payload.memory_record(
+            base.two_node_payload('other'))))
         verify = self.useFixture(fixtures.MockPatch(
             'nova_numa_guard.live.payload.verify',
             side_effect=payload.verify))
@@ -342,7 +344,8 @@ class CacheSourceTest(CacheSourceTestCase):
         self.publish('compute1', raw=pickle.dumps(_Trap()), flags=1)
         data = self.source.live_data(['compute1'])
         self.assertEqual([], SPRUNG)
-        self.assertIn('not JSON', data.missing['compute1'])
+        # Pickles start as a msgpack map would.
+        self.assertIn('not msgpack', data.missing['compute1'])
 
     def test_signed_payloads(self):
         """Ensures with a key only correctly signed records are used."""

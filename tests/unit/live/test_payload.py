@@ -19,6 +19,7 @@ import ddt
 import fixtures
 import hypothesis
 from hypothesis import strategies as st
+import msgpack
 
 from nova_numa_guard.live import payload
 
@@ -234,10 +235,15 @@ class VerifyTest(testcase.TestCase):
         self.assert_untrusted(payload.TOO_LARGE, raw(data))
 
     def test_garbage_bytes_refused(self):
-        """Ensures bytes that are not JSON are refused as such."""
-        for value in (b'\x80\x04\x95garbage', b'', b'{"schema": 1',
-                      b'\xff\xfe\x00', b'[' * 100000, b'NaN'):
+        """Ensures bytes that are not JSON are refused as such, and bytes
+        that start as a msgpack record but are not one as those.
+        """
+        for value in (b'', b'{"schema": 1', b'\xff\xfe\x00', b'[' * 100000,
+                      b'NaN'):
             self.assert_untrusted(payload.NOT_JSON, value)
+        for value in (b'\x80\x04\x95garbage', b'\x89PNG\r\n',
+                      b'\xc4\x20' + b'\x00' * 32, b'\x81' * 100000):
+            self.assert_untrusted(payload.NOT_MSGPACK, value)
 
     def test_pickled_object_is_not_json(self):
         """Ensures a non-bytes value from a store is refused."""
@@ -481,6 +487,85 @@ class MemoryRecordTest(testcase.TestCase):
         payload.verify(raw(record), 'compute1', KEY, 30, NOW, full=True)
         # Without a key the record is unsigned, even from a signed payload.
         self.assertNotIn('signature', payload.memory_record(full))
+
+    def test_stored_record_is_msgpack_and_verifies(self):
+        """Ensures the agent's record is msgpack, smaller, and verifies as
+        the payload it comes from.
+        """
+        for full in (with_guests(), two_node_payload()):
+            stored = payload.encode_record(full)
+            self.assertIn(stored[0], range(0x80, 0x90))  # a msgpack map
+            self.assertLess(len(stored), len(raw(payload.memory_record(full))))
+            self.assertEqual(payload.verify(raw(full), 'compute1', None, 30,
+                                            NOW),
+                             payload.verify(stored, 'compute1', None, 30,
+                                            NOW))
+        exc = self.assertRaises(payload.Untrusted, payload.verify,
+                                payload.encode_record(with_guests()),
+                                'compute2', None, 30, NOW)
+        self.assertEqual(payload.WRONG_HOST, exc.code)
+
+    def test_signed_record_is_checked_before_it_is_unpacked(self):
+        """Ensures the HMAC first: right key, wrong key, none, tampering."""
+        full = with_guests(KEY)
+        stored = payload.encode_record(full, KEY)
+        self.assertEqual(payload.verify(raw(full), 'compute1', KEY, 30, NOW),
+                         payload.verify(stored, 'compute1', KEY, 30, NOW))
+        # A scheduler without a key skips the signature.
+        payload.verify(stored, 'compute1', None, 30, NOW)
+        body = payload.encode_record(full)
+        self.assertEqual(body, stored[-len(body):])
+        forged = stored[:-1] + bytes([stored[-1] ^ 1])
+        for value, key, code in (
+                (stored, 'other-key', payload.BAD_SIGNATURE),
+                (body, KEY, payload.UNSIGNED),
+                (forged, KEY, payload.BAD_SIGNATURE),
+                (payload.encode_record(full, 'other-key'), KEY,
+                 payload.BAD_SIGNATURE)):
+            exc = self.assertRaises(payload.Untrusted, payload.verify, value,
+                                    'compute1', key, 30, NOW)
+            self.assertEqual(code, exc.code)
+
+    @PROPERTY
+    @hypothesis.given(
+        st.sampled_from([b'\x81', b'\x85', b'\xde', b'\xdf', b'\xc4\x20',
+                         b'\xc4\x20' + b'\x00' * 32 + b'\x85']),
+        st.binary(max_size=500), st.sampled_from([None, KEY]))
+    def test_bad_msgpack_is_refused_with_a_reason(self, head, tail, key):
+        """Ensures bytes that look like a msgpack record are refused with a
+        reason and raise nothing else.
+        """
+        try:
+            payload.verify(head + tail, 'compute1', key, 30, NOW)
+        except payload.Untrusted as exc:
+            self.assertTrue(exc.code)
+        else:
+            self.fail('garbage was trusted: %r' % (head + tail))
+
+    @PROPERTY
+    @hypothesis.given(st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() |
+        st.text(max_size=10) | st.binary(max_size=10),
+        lambda children: st.lists(children, max_size=4) | st.dictionaries(
+            st.sampled_from(['id', 'mem', 'guests_mb', 'host', 'x']),
+            children, max_size=4), max_leaves=20),
+        st.sampled_from(['mem', 'guests_mb', 'timestamp', 'host',
+                         'physnets']))
+    def test_mutated_record_fields_never_raise_anything_else(self, value,
+                                                             field):
+        """Ensures any msgpack value in a record field is checked."""
+        record = payload.memory_record(with_guests())
+        record[field] = value
+        try:
+            stored = msgpack.packb(record, use_bin_type=True)
+        except OverflowError:  # an integer msgpack cannot hold
+            return
+        try:
+            payload.verify(stored, 'compute1', None, 30, NOW)
+        except payload.Untrusted as exc:
+            self.assertTrue(exc.code)
+            return
+        self.assertIn(field, ('timestamp', 'physnets'))
 
     def test_full_payload_signature_does_not_sign_the_record(self):
         """Ensures the full payload's signature fails on the record."""

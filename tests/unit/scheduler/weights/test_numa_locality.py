@@ -469,18 +469,18 @@ class LiveDataTest(WeigherTestCase):
         self.assertEqual({'physnet2': frozenset([1])}, view.agent_physnets)
 
     def test_memo_is_bounded_by_whoever_builds_the_views(self):
-        """Ensures the weigher bounds the cells memo only without the filter.
+        """Ensures the weigher begins the request only without the filter.
 
         After NUMACellFitFilter the views exist and the filter bounded the
         memo over every host it judged; the weigher, which sees only the
         hosts that passed, must not prune it again.
         """
         hosts = self.hosts('vfs-on-free-node0', 'two-node-64g')
-        with mock.patch.object(host_view, 'bound_memo',
+        with mock.patch.object(host_view, 'begin_request',
                                autospec=True) as bound:
             self.raw(hosts, REQUESTS['plain']())
-        bound.assert_called_once_with(hosts)
-        with mock.patch.object(host_view, 'bound_memo',
+        bound.assert_called_once_with()
+        with mock.patch.object(host_view, 'begin_request',
                                autospec=True) as bound:
             self.raw(hosts, REQUESTS['plain']())
         bound.assert_not_called()

@@ -363,7 +363,7 @@ def judge(host, memory_mb, vcpus, reserve=NO_RESERVE, cpu_fit=True,
     estimated = None
     unseen = 0
     if live is None:
-        share = _non_numa_share(host, estimate)
+        per_cell, per_mb = _non_numa_share(host, estimate)
         ratio = host.ram_allocation_ratio
     elif live.untouched_mb is None:
         estimated = free_mb(host, reserve, estimate)
@@ -381,7 +381,8 @@ def judge(host, memory_mb, vcpus, reserve=NO_RESERVE, cpu_fit=True,
             # CPU-only or memory-only: never holds a whole guest.
             continue
         node_reserve = per_node.get(cell.id, default) if per_node else default
-        cap = cell.small_page_mb - node_reserve
+        small = cell.small_page_mb
+        cap = small - node_reserve
         if cap < memory_mb or (cpu_fit and len(cpus) < vcpus):
             if best is None or cap > best[0]:
                 best = (cap, len(cpus), cell.id)
@@ -389,17 +390,19 @@ def judge(host, memory_mb, vcpus, reserve=NO_RESERVE, cpu_fit=True,
         if memory_mb <= 0:
             return PASS
         if live is None:
-            free = _accounted_free(cell, cap, ratio, share)
+            # _accounted_free(), inline: this runs for every host.
+            free = int(cap * ratio - cell.small_page_used_mb - per_cell -
+                       (small * per_mb if small > 0 else 0))
         elif estimated is not None:
             free = estimated[index]
         else:
             free = (figures[cell.id] - node_reserve - untouched[cell.id] -
                     unseen)
-        fitting.append((index, cell.id, free))
         if free >= memory_mb:
             slots += free // memory_mb
             if slots > placed:
                 return PASS
+        fitting.append((index, cell.id, free))
     if fitting and unseen and not placed:
         # Near the limit: the unseen memory charged to the roomiest cells
         # that fit the guest first. However those guests settle, the

@@ -23,8 +23,12 @@ record version. The version is the record's ``updated_at``
 (``HostState.updated``) together with its ``free_ram_mb`` (every instance
 added or removed, NUMA or not, moves it), its total memory and its memory
 allocation ratio. The database may keep ``updated_at`` in whole seconds, so a
-record younger than a second is not memoised: a second write within the same
-second could keep its timestamp.
+record updated less than a second before the request began is not memoised:
+a second write within the same second could keep its timestamp. nova reads
+the records before the filters run, so a record written just before that
+read and rewritten within the same second, with the same free memory (one
+guest replaced by another of the same size on another cell), could still be
+memoised as first read: rare, and gone at the record's next write.
 
 The scheduler may judge requests on several threads at once: the memo is
 only read, replaced entry by entry and pruned from a snapshot, never iterated
@@ -226,8 +230,9 @@ def _settled(updated):
     """Whether a record updated at ``updated`` can no longer change silently.
 
     Against the time the latest request began (an earlier time only
-    memoises less). nova's ``HostState.consume_from_request`` sets a naive
-    UTC time; records from the database carry a time zone.
+    memoises less). Records from the database and nova's
+    ``HostState.consume_from_request`` carry a time zone; naive times (of
+    older nova, or tests) are taken as UTC.
     """
     if updated is None:
         return False
@@ -264,7 +269,10 @@ def cell_from_nova(cell):
     small_mb, small_used = cell.memory, cell.memory_usage
     if mempages:
         smallest = min(mempages, key=lambda pool: pool.size_kb)
-        small_mb = ((smallest.total - smallest.reserved) * smallest.size_kb
+        # Unset on records of older computes: nothing reserved, as nova's
+        # own NUMAPagesTopology.free takes it.
+        reserved = _optional(smallest, 'reserved') or 0
+        small_mb = ((smallest.total - reserved) * smallest.size_kb
                     // 1024)
         small_used = smallest.used * smallest.size_kb // 1024
     physnets, tunneled = topology.NO_PHYSNETS, False

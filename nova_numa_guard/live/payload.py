@@ -363,7 +363,8 @@ def verify(raw, host, key=None, max_age=None, now=None, full=False,
     :param host: the compute host it was fetched for.
     :param key: the host's own key (:func:`host_key` of ``[numa_guard]
         payload_signing_key``); when set the payload must carry a valid
-        signature as the last member, checked before the JSON is parsed.
+        signature, checked before anything is parsed: the last member of a
+        JSON payload, the first bytes of a msgpack record.
     :param max_age: seconds; older payloads are stale. None: no age limit.
     :param now: epoch seconds (``time.time()`` of the caller); None: the
         time rules are not checked (see :func:`check_age`).
@@ -668,7 +669,8 @@ def _check_int_list(values, node_id, name, limit):
 
 def _check_hugepages(pages, node_id):
     for size, counts in pages.items():
-        if not size.isdigit() or type(counts) is not dict:
+        if (type(size) is not str or not size.isdigit() or
+                type(counts) is not dict):
             raise Untrusted(BAD_SCHEMA, 'node %d: hugepages entry %s' %
                             (node_id, _short(size)))
         total, free = counts.get('total'), counts.get('free')
@@ -706,7 +708,8 @@ def _check_physnets(physnets):
         raise Untrusted(INSANE, '%d physnets' % len(physnets))
     checked = {}
     for name, nodes in physnets.items():
-        if not 0 < len(name) <= MAX_PHYSNET_NAME:
+        # str: msgpack maps may have bytes keys too.
+        if type(name) is not str or not 0 < len(name) <= MAX_PHYSNET_NAME:
             raise Untrusted(BAD_SCHEMA, 'physnet name %s is empty or longer '
                             'than %d characters' % (_short(name),
                                                     MAX_PHYSNET_NAME))

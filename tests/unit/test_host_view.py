@@ -99,6 +99,15 @@ class CellFromNovaTest(testcase.TestCase):
             self.assertIsInstance(getattr(cell, name), plain, name)
         self.assertEqual([str], [type(n) for n in cell.physnets])
 
+    def test_pool_without_reserved_pages_reserves_none(self):
+        """Ensures a page pool of an older record, without reserved, counts
+        as reserving nothing (as nova's NUMAPagesTopology.free does).
+        """
+        pool = objects.NUMAPagesTopology(size_kb=4, total=1048576, used=0)
+        self.assertFalse(pool.obj_attr_is_set('reserved'))
+        cell = host_view.cell_from_nova(_cell(memory=4096, mempages=[pool]))
+        self.assertEqual(4096, cell.small_page_mb)
+
     def test_missing_mempages_fall_back_to_memory(self):
         """Ensures cells from computes without page data use memory."""
         cell = host_view.cell_from_nova(_cell(memory=4096, memory_usage=1024))

@@ -526,6 +526,27 @@ class MemoryRecordTest(testcase.TestCase):
                                     'compute1', key, 30, NOW)
             self.assertEqual(code, exc.code)
 
+    def test_bytes_names_in_a_record_are_refused(self):
+        """Ensures msgpack's bytes map keys are not taken for names.
+
+        JSON has only str keys; a msgpack map may have bytes keys too.
+        """
+        record = payload.memory_record(with_guests())
+        record['physnets'] = {b'physnet1': [0]}
+        exc = self.assertRaises(
+            payload.Untrusted, payload.verify,
+            msgpack.packb(record, use_bin_type=True), 'compute1', None, 30,
+            NOW)
+        self.assertEqual(payload.BAD_SCHEMA, exc.code)
+        full = two_node_payload()
+        full['nodes'][0]['hugepages'] = {b'2048': {'total': 0, 'free': 0}}
+        exc = self.assertRaises(
+            payload.Untrusted, payload.verify,
+            b'\xc4\x20' + b'\x00' * 32 + msgpack.packb(full,
+                                                      use_bin_type=True),
+            'compute1', None, 30, NOW, full=True)
+        self.assertEqual(payload.BAD_SCHEMA, exc.code)
+
     @PROPERTY
     @hypothesis.given(
         st.sampled_from([b'\x81', b'\x85', b'\xde', b'\xdf', b'\xc4\x20',

@@ -140,12 +140,10 @@ def _non_numa_share(host, estimate):
     return share
 
 
-def _accounted_free(cell, cap, ratio, share):
-    per_cell, per_mb = share
-    if cell.small_page_mb <= 0:
-        per_mb = 0
+def _accounted_free(cell, cap, ratio, per_cell, per_mb):
+    small = cell.small_page_mb
     return int(cap * ratio - cell.small_page_used_mb - per_cell -
-               cell.small_page_mb * per_mb)
+               (small * per_mb if small > 0 else 0))
 
 
 def accounted_free_mb(host, reserve=NO_RESERVE, estimate=ESTIMATE_SPREAD):
@@ -157,9 +155,9 @@ def accounted_free_mb(host, reserve=NO_RESERVE, estimate=ESTIMATE_SPREAD):
 
     :returns: list of MB, in the order of ``host.cells``.
     """
-    share = _non_numa_share(host, estimate)
+    per_cell, per_mb = _non_numa_share(host, estimate)
     return [_accounted_free(c, capacity_mb(c, reserve),
-                            host.ram_allocation_ratio, share)
+                            host.ram_allocation_ratio, per_cell, per_mb)
             for c in host.cells]
 
 
@@ -289,8 +287,8 @@ def _accounted_holding(host, memory_mb, vcpus, reserve, estimate,
         cap = small - per_node.get(cell.id, default) if per_node else \
             small - default
         ok = (cap >= memory_mb and small > 0 and
-              int(cap * ratio - cell.small_page_used_mb - per_cell -
-                  small * per_mb) >= memory_mb and
+              _accounted_free(cell, cap, ratio, per_cell,
+                              per_mb) >= memory_mb and
               0 < len(cell.cpus) >= vcpus)
         if holds is not None:
             holds.append(ok)
@@ -381,8 +379,7 @@ def judge(host, memory_mb, vcpus, reserve=NO_RESERVE, cpu_fit=True,
             # CPU-only or memory-only: never holds a whole guest.
             continue
         node_reserve = per_node.get(cell.id, default) if per_node else default
-        small = cell.small_page_mb
-        cap = small - node_reserve
+        cap = cell.small_page_mb - node_reserve
         if cap < memory_mb or (cpu_fit and len(cpus) < vcpus):
             if best is None or cap > best[0]:
                 best = (cap, len(cpus), cell.id)
@@ -390,9 +387,7 @@ def judge(host, memory_mb, vcpus, reserve=NO_RESERVE, cpu_fit=True,
         if memory_mb <= 0:
             return PASS
         if live is None:
-            # _accounted_free(), inline: this runs for every host.
-            free = int(cap * ratio - cell.small_page_used_mb - per_cell -
-                       (small * per_mb if small > 0 else 0))
+            free = _accounted_free(cell, cap, ratio, per_cell, per_mb)
         elif estimated is not None:
             free = estimated[index]
         else:

@@ -60,9 +60,9 @@ _POOL_FIELDS = operator.attrgetter(*map(nova_objects.get_attrname, (
 _NETWORK_FIELDS = operator.attrgetter(*map(nova_objects.get_attrname, (
     'physnets', 'tunneled')))
 
-# compute node uuid -> [topology.Host, updated, free_ram_mb,
-# total_usable_ram_mb, ram_allocation_ratio, last request]. A newer record
-# replaces the entry; see begin_request() for compute nodes gone.
+# compute node uuid -> [topology.Host, updated, free_ram_mb, last request]
+# (the host holds the rest of the record version). A newer record replaces
+# the entry; see begin_request() for compute nodes gone.
 _MEMO = {}
 # Requests counted by begin_request() (next() is atomic: each request gets
 # its own number) and the latest number; the memo is pruned every
@@ -164,24 +164,22 @@ def host_from_state(host_state):
     key = host_state.uuid
     updated = host_state.updated
     free_ram_mb = host_state.free_ram_mb
-    total_mb = host_state.total_usable_ram_mb
+    used_mb = host_state.total_usable_ram_mb - free_ram_mb
     ratio = host_state.ram_allocation_ratio or 1.0
     name = host_state.host
     entry = _MEMO.get(key)
     # Read as one list; other threads may replace it, never change it but
     # for its last use.
-    if (entry is not None and entry[1] == updated and
-            entry[2] == free_ram_mb and entry[3] == total_mb and
-            entry[4] == ratio and updated is not None and
-            entry[0].name == name):
-        entry[5] = _REQUESTS[0]
-        return entry[0]
+    if entry is not None and entry[1] == updated and updated is not None:
+        host = entry[0]
+        if (entry[2] == free_ram_mb and host.used_mb == used_mb and
+                host.ram_allocation_ratio == ratio and host.name == name):
+            entry[3] = _REQUESTS[0]
+            return host
     host = topology.Host(name, cells_from_state(host_state),
-                         used_mb=total_mb - free_ram_mb,
-                         ram_allocation_ratio=ratio)
+                         used_mb=used_mb, ram_allocation_ratio=ratio)
     if key is not None and _settled(updated):
-        _MEMO[key] = [host, updated, free_ram_mb, total_mb, ratio,
-                      _REQUESTS[0]]
+        _MEMO[key] = [host, updated, free_ram_mb, _REQUESTS[0]]
     return host
 
 
@@ -220,7 +218,7 @@ def begin_request():
         # change the dict under it.
         for key, entry in _MEMO.copy().items():
             # Not an entry another request has just replaced.
-            if entry[5] < oldest and _MEMO.get(key) is entry:
+            if entry[3] < oldest and _MEMO.get(key) is entry:
                 _MEMO.pop(key, None)
     except Exception:  # never into nova; the next pruning tries again
         pass

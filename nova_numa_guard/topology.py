@@ -26,8 +26,12 @@ SMALL_PAGE_KB = 4
 NO_PHYSNETS = frozenset()
 _NOTHING = types.MappingProxyType({})
 # CPU counts as shared range objects (Cell.counted()).
-_RANGE_COUNT = 1025
-_RANGES = tuple(range(count) for count in range(_RANGE_COUNT))
+_RANGES = tuple(range(count) for count in range(1025))
+
+
+def _counted(count):
+    """``range(count)``, shared for the counts hosts have."""
+    return _RANGES[count] if count < len(_RANGES) else range(count)
 
 
 class Cell:
@@ -91,12 +95,12 @@ class Cell:
         """
         cell = object.__new__(cls)
         cell.id = id
-        cell.cpus = _RANGES[cpus] if cpus < _RANGE_COUNT else range(cpus)
+        cell.cpus = _counted(cpus)
         cell.memory_mb = memory_mb
         cell.small_page_mb = small_page_mb
         cell.small_page_used_mb = small_page_used_mb
         cell.numa_used_mb = numa_used_mb
-        cell.pcpus = _RANGES[pcpus] if pcpus < _RANGE_COUNT else range(pcpus)
+        cell.pcpus = _counted(pcpus)
         cell.hugepages = _NOTHING
         cell.physnets = physnets
         cell.tunneled = tunneled

@@ -258,9 +258,8 @@ def host_key(key, host):
     :returns: the hex HMAC-SHA256 of ``host`` (UTF-8) keyed with ``key``, as
         a str; its ASCII bytes are the HMAC key of the host's payloads.
     """
-    if isinstance(key, str):
-        key = key.encode('utf-8')
-    return hmac.new(key, host.encode('utf-8'), hashlib.sha256).hexdigest()
+    return hmac.new(_key_bytes(key), host.encode('utf-8'),
+                    hashlib.sha256).hexdigest()
 
 
 def signature(payload, key):
@@ -268,9 +267,7 @@ def signature(payload, key):
 
     :param key: the host's own key (:func:`host_key`).
     """
-    if isinstance(key, str):
-        key = key.encode('utf-8')
-    return hmac.new(key, canonical(payload), hashlib.sha256).hexdigest()
+    return _mac(key, canonical(payload)).hex()
 
 
 def build(host, timestamp, nodes, devices=(), key=None, guests_mb=None,
@@ -351,8 +348,7 @@ def encode_record(payload, key=None):
                          use_bin_type=True)
     if not key:
         return body
-    return _RECORD_SIG_HEAD + hmac.digest(_key_bytes(key), body,
-                                          'sha256') + body
+    return _RECORD_SIG_HEAD + _mac(key, body) + body
 
 
 def verify(raw, host, key=None, max_age=None, now=None, full=False,
@@ -468,6 +464,10 @@ _RECORD_SIG_BYTES = len(_RECORD_SIG_HEAD) + 32
 _MSGPACK_FIRST = frozenset(list(range(0x80, 0x90)) +
                            [0xde, 0xdf, _RECORD_SIG_HEAD[0]])
 
+_NO_SIGNATURE = 'no signature but [numa_guard] payload_signing_key is set'
+_WRONG_SIGNATURE = ("HMAC-SHA256 does not match the host's key derived from "
+                    '[numa_guard] payload_signing_key')
+
 # The stored layout of a signed payload ends with this member (encode()).
 _SIG_HEAD = b',"signature":"'
 _SIG_HEX = 64
@@ -486,17 +486,11 @@ def _check_signature(raw, key):
         if b'"signature"' in raw:
             raise Untrusted(BAD_SIGNATURE, 'signature is not the last member '
                             'as nova-numa-guard-agent stores it')
-        raise Untrusted(UNSIGNED, 'no signature but [numa_guard] '
-                        'payload_signing_key is set')
+        raise Untrusted(UNSIGNED, _NO_SIGNATURE)
     sig = tail[len(_SIG_HEAD):-2]
     signed = body[:-_SIG_TAIL] + b'}'
-    if isinstance(key, str):
-        key = key.encode('utf-8')
-    digest = hmac.digest(key, signed, 'sha256').hex()
-    if not hmac.compare_digest(sig, digest.encode('ascii')):
-        raise Untrusted(BAD_SIGNATURE, 'HMAC-SHA256 does not match the '
-                        "host's key derived from [numa_guard] "
-                        'payload_signing_key')
+    if not hmac.compare_digest(sig, _mac(key, signed).hex().encode('ascii')):
+        raise Untrusted(BAD_SIGNATURE, _WRONG_SIGNATURE)
     return signed
 
 
@@ -510,14 +504,10 @@ def _unpack_record(raw, key):
     body = raw[_RECORD_SIG_BYTES:] if signed else raw
     if key:
         if not signed:
-            raise Untrusted(UNSIGNED, 'no signature but [numa_guard] '
-                            'payload_signing_key is set')
-        digest = hmac.digest(_key_bytes(key), body, 'sha256')
+            raise Untrusted(UNSIGNED, _NO_SIGNATURE)
         if not hmac.compare_digest(raw[len(_RECORD_SIG_HEAD):
-                                       _RECORD_SIG_BYTES], digest):
-            raise Untrusted(BAD_SIGNATURE, 'HMAC-SHA256 does not match the '
-                            "host's key derived from [numa_guard] "
-                            'payload_signing_key')
+                                       _RECORD_SIG_BYTES], _mac(key, body)):
+            raise Untrusted(BAD_SIGNATURE, _WRONG_SIGNATURE)
     try:
         # Strings as str, maps with str keys only, at most as long as the
         # record (msgpack's own limits follow its size).
@@ -528,6 +518,11 @@ def _unpack_record(raw, key):
 
 def _key_bytes(key):
     return key.encode('utf-8') if isinstance(key, str) else key
+
+
+def _mac(key, data):
+    """The HMAC-SHA256 of ``data`` keyed with ``key`` (str or bytes)."""
+    return hmac.digest(_key_bytes(key), data, 'sha256')
 
 
 def _check_nodes(nodes, full, with_guests):

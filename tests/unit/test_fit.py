@@ -402,6 +402,22 @@ class AccountedFreeTest(testcase.TestCase):
         free = fit.accounted_free_mb(fakes.host(cells, used_mb=8 * GB))
         self.assertEqual([16 * GB, 16 * GB], free)
 
+    def test_one_host_estimated_each_way_in_turn(self):
+        """Ensures the share kept on a host answers only for its estimate.
+
+        The scheduler keeps a host across requests and caches on it what
+        the estimate derives; another estimate must not get it.
+        """
+        cells = [Cell(0, cpus(0, 4), 16 * GB), Cell(1, cpus(4, 4), 48 * GB)]
+        host = fakes.host(cells, used_mb=8 * GB)
+        for _ in range(2):
+            self.assertEqual([14 * GB, 42 * GB],
+                             fit.accounted_free_mb(host, estimate='spread'))
+            self.assertEqual([8 * GB, 40 * GB], fit.accounted_free_mb(
+                host, estimate='worst_case'))
+            self.assertEqual([16 * GB, 48 * GB],
+                             fit.accounted_free_mb(host, estimate='ignore'))
+
 
 # Property tests ---------------------------------------------------------
 

@@ -239,7 +239,7 @@ class HostViewTest(testcase.TestCase):
         def memoise():
             i = 0
             while not stop.is_set():
-                memo['new%d' % (i % 5000)] = [None] * 5 + [0]
+                memo['new%d' % (i % 5000)] = [None] * 3 + [0]
                 i += 1
 
         # A native thread, as nova's scheduler runs requests on (the
@@ -251,7 +251,7 @@ class HostViewTest(testcase.TestCase):
                 used = host_view._REQUESTS[0]
                 stale = ['stale%d' % i for i in range(50)]
                 for key in stale:
-                    memo[key] = [None] * 5 + [used]
+                    memo[key] = [None] * 3 + [used]
                 # The second request prunes what the first did not use.
                 host_view.begin_request()
                 host_view.begin_request()

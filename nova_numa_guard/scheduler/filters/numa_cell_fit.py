@@ -269,9 +269,9 @@ class NUMACellFitFilter(filters.BaseHostFilter):
 
     def _judge_floating(self, view, host, host_state, request):
         placed = 0
-        placed_mb = view.built_free_ram_mb - host_state.free_ram_mb
-        if placed_mb > 0 and request.memory_mb > 0:
-            placed = int(round(placed_mb / request.memory_mb))
+        if request.memory_mb > 0:
+            placed = int(round(view.placed_mb(host_state) /
+                               request.memory_mb))
         return fit.judge(host, request.memory_mb, request.vcpus,
                          reserve=self._reserve, cpu_fit=self._cpu_fit,
                          estimate=self._estimate, placed=placed)

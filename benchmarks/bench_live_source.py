@@ -16,7 +16,8 @@ Starts its own memcached on 127.0.0.1 (``/usr/bin/memcached`` or
 ``$NUMA_GUARD_MEMCACHED``), publishes one agent memory record per host (with
 the guest figures), then runs ``ComputeFilter`` and ``NUMACellFitFilter``
 (``accounted``; ``cache`` with every record new, so every run fetches all
-hosts in one batched ``get`` and verifies every record; ``cache`` with the
+hosts in one batched ``get`` and verifies every record, the source knowing
+each host's keys as when every agent published anew; ``cache`` with the
 records unchanged since the last fetch; ``cache`` served from the memo
 window; every record new and signed) through nova's real
 ``HostFilterHandler`` over the same ``HostState`` objects, in the same run.

@@ -205,12 +205,8 @@ def busy_nodes(cells, pools, agent_physnets):
         agent publishes, or None.
     :returns: a set, or an empty tuple when there are none.
     """
-    nodes = None
-    for pool in pools:
-        if pool['count'] > 0:
-            if nodes is None:
-                nodes = set()
-            nodes.add(pool.get('numa_node'))
+    nodes = {pool.get('numa_node') for pool in pools
+             if pool['count'] > 0} or None
     if agent_physnets:
         nodes = nodes or set()
         for ids in agent_physnets.values():

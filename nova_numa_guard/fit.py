@@ -120,7 +120,7 @@ def _non_numa_share(host, estimate):
     at all.
     """
     # The same for as long as the host lives (one read as a tuple; other
-    # threads may replace it).
+    # threads may replace it): (estimate, share, reserve, room).
     derived = host.derived
     if derived is not None and derived[0] == estimate:
         return derived[1]
@@ -136,7 +136,7 @@ def _non_numa_share(host, estimate):
             share = non_numa, 0
         elif non_numa > 0:
             share = 0, (non_numa / total if total else 0)
-    host.derived = (estimate, share)
+    host.derived = (estimate, share, None, None)
     return share
 
 
@@ -144,6 +144,38 @@ def _accounted_free(cell, cap, ratio, per_cell, per_mb):
     small = cell.small_page_mb
     return int(cap * ratio - cell.small_page_used_mb - per_cell -
                (small * per_mb if small > 0 else 0))
+
+
+def _accounted_room(host, reserve, estimate):
+    """Per cell ``(capacity, accounted free MB, CPUs, affined, id)``.
+
+    :func:`capacity_mb`, what :func:`accounted_free_mb` gives, the cell's
+    shared CPUs when it holds guests at all (shared CPUs and small pages;
+    else 0), and whether nova affines physnets or tunnels to it: they
+    depend on the host and the options only, so they are derived once for
+    as long as the host lives, not once per request. (:func:`judge` reads
+    the cells themselves: it stops at the first cell with room, and the
+    cells are in the processor's caches anyway for their CPUs.)
+    """
+    derived = host.derived
+    if derived is not None and derived[0] == estimate:
+        if derived[3] is not None and derived[2] == reserve:
+            return derived[3]
+        share = derived[1]
+    else:
+        share = _non_numa_share(host, estimate)
+    per_cell, per_mb = share
+    default, per_node = reserve
+    ratio = host.ram_allocation_ratio
+    room = []
+    for cell in host.cells:
+        cap = cell.small_page_mb - per_node.get(cell.id, default)
+        room.append((cap, _accounted_free(cell, cap, ratio, per_cell, per_mb),
+                     len(cell.cpus) if cell.small_page_mb > 0 else 0,
+                     bool(cell.tunneled or cell.physnets), cell.id))
+    room = tuple(room)
+    host.derived = (estimate, share, reserve, room)
+    return room
 
 
 def accounted_free_mb(host, reserve=NO_RESERVE, estimate=ESTIMATE_SPREAD):
@@ -155,10 +187,7 @@ def accounted_free_mb(host, reserve=NO_RESERVE, estimate=ESTIMATE_SPREAD):
 
     :returns: list of MB, in the order of ``host.cells``.
     """
-    per_cell, per_mb = _non_numa_share(host, estimate)
-    return [_accounted_free(c, capacity_mb(c, reserve),
-                            host.ram_allocation_ratio, per_cell, per_mb)
-            for c in host.cells]
+    return [cell[1] for cell in _accounted_room(host, reserve, estimate)]
 
 
 def free_mb(host, reserve=NO_RESERVE, estimate=ESTIMATE_SPREAD,
@@ -277,22 +306,14 @@ def _accounted_holding(host, memory_mb, vcpus, reserve, estimate,
     """:func:`holding_cells` (``busy_nodes`` None) or :func:`holding_idle`
     on accounted data: what :func:`free_mb` computes, cell by cell.
     """
-    default, per_node = reserve
-    per_cell, per_mb = _non_numa_share(host, estimate)
-    ratio = host.ram_allocation_ratio
     holds = [] if busy_nodes is None else None
     held = idle = busy = False
-    for cell in host.cells:
-        small = cell.small_page_mb
-        cap = small - per_node.get(cell.id, default) if per_node else \
-            small - default
-        ok = (cap >= memory_mb and small > 0 and
-              _accounted_free(cell, cap, ratio, per_cell,
-                              per_mb) >= memory_mb and
-              0 < len(cell.cpus) >= vcpus)
+    for cap, free, cpus, affined, cell_id in _accounted_room(
+            host, reserve, estimate):
+        ok = cap >= memory_mb and free >= memory_mb and 0 < cpus >= vcpus
         if holds is not None:
             holds.append(ok)
-        elif cell.tunneled or cell.physnets or cell.id in busy_nodes:
+        elif affined or cell_id in busy_nodes:
             busy = True
             if ok:
                 held = True

@@ -56,23 +56,22 @@ class CacheSource(source.PayloadSource):
     def fetch_raw(self, entries):
         now = time.monotonic()
         window = self._memo_seconds
-        values = {}
+        values = []
         wanted = []
-        for host, entry in entries.items():
+        keys = []
+        for entry in entries:
             fetched = entry.fetched_at
             if fetched is not None and now - fetched < window:
-                if entry.value is not None:
-                    values[host] = entry.value
-            else:
-                wanted.append(host)
-        if not wanted:
+                values.append(entry.value)
+                continue
+            key = entry.key
+            if key is None:
+                key = entry.key = store.key(store.RECORD_PREFIX, entry.host)
+            wanted.append(len(values))
+            values.append(None)
+            keys.append(key)
+        if not keys:
             return values
-        keys = []
-        for host in wanted:
-            entry = entries[host]
-            if entry.key is None:
-                entry.key = store.key(store.RECORD_PREFIX, host)
-            keys.append(entry.key)
         try:
             found, unreachable, over_budget = self.store.get_multi(
                 keys, self.byte_budget(len(keys)), self.max_bytes)
@@ -80,24 +79,22 @@ class CacheSource(source.PayloadSource):
             raise source.Unavailable(str(exc))
         gaps = dict.fromkeys(unreachable, source.UNREACHABLE_HOST)
         gaps.update(dict.fromkeys(over_budget, source.OVER_BUDGET_HOST))
-        for host, key in zip(wanted, keys):
-            value = found.get(key) if not gaps else \
-                gaps.get(key) or found.get(key)
+        get = found.get
+        for index, key in zip(wanted, keys):
+            value = get(key) if not gaps else gaps.get(key) or get(key)
             if type(value) is store.TooLarge:
                 # Kept instead of the bytes, which were never read.
                 value = payload.Untrusted(payload.TOO_LARGE, '%d bytes, more '
                                           'than %d' % (value.size,
                                                        self.max_bytes))
-            entry = entries[host]
+            entry = entries[index]
             entry.fetched_at, entry.value = now, value
-            if value is not None:
-                values[host] = value
+            values[index] = value
         return values
 
     def forget(self, verified=True):
         """Drop the memo, and what was verified (tests, benchmarks)."""
         if verified:
             super().forget()
-            return
         for entry in list(self._hosts.values()):
             entry.fetched_at = entry.value = None

@@ -43,34 +43,37 @@ class FileSource(source.PayloadSource):
         if not os.path.isdir(self._path):
             raise source.Unavailable('[numa_guard] live_data_path %s is not '
                                      'a directory' % self._path)
-        values = {}
+        values = []
         budget = self.byte_budget(len(entries))
-        for host in entries:
+        for entry in entries:
+            host = entry.host
             if not _SAFE_HOST.fullmatch(host) or '..' in host:
-                values[host] = payload.Untrusted(
+                values.append(payload.Untrusted(
                     payload.BAD_SCHEMA, 'host name %r cannot be a file name'
-                    % host[:40])
+                    % host[:40]))
                 continue
             if budget <= 0:
-                values[host] = source.OVER_BUDGET_HOST
+                values.append(source.OVER_BUDGET_HOST)
                 continue
             path = os.path.join(self._path, host + '.json')
             try:
                 data = inputs.read_bytes(path, min(self.max_bytes, budget),
                                          by_size=True)
             except FileNotFoundError:
+                values.append(None)
                 continue
             except inputs.TooLarge as exc:
                 # Refused from its size, unread (cut if it grew meanwhile).
                 budget -= exc.read
-                values[host] = source.OVER_BUDGET_HOST \
-                    if exc.size <= self.max_bytes else payload.Untrusted(
+                values.append(
+                    source.OVER_BUDGET_HOST if exc.size <= self.max_bytes
+                    else payload.Untrusted(
                         payload.TOO_LARGE, '%s: %d bytes, more than %d' % (
-                            path, exc.size, self.max_bytes))
+                            path, exc.size, self.max_bytes)))
                 continue
             except inputs.InputError as exc:
-                values[host] = payload.Untrusted(source.MISSING, str(exc))
+                values.append(payload.Untrusted(source.MISSING, str(exc)))
                 continue
             budget -= len(data)
-            values[host] = data
+            values.append(data)
         return values

@@ -16,10 +16,11 @@ Every source returns a :class:`LiveData` for the candidate hosts of one
 request; the ``accounted`` source returns an empty one.
 
 The live sources (``cache``, ``file``) only fetch the stored bytes of a batch
-of hosts (:meth:`PayloadSource.fetch_raw`); :class:`PayloadSource` checks each
-payload with :func:`nova_numa_guard.live.payload.verify` once per distinct
-payload of a host, whether it was trusted or not (the same bytes coming back
-at the next request cost a comparison and the time rules), and logs what it
+of hosts, in their order (:meth:`PayloadSource.fetch_raw`);
+:class:`PayloadSource` checks each payload with
+:func:`nova_numa_guard.live.payload.verify` once per distinct payload of a
+host, whether it was trusted or not (the same bytes coming back at the next
+request cost a comparison and the time rules), and logs what it
 ignores: one warning per reason at most every ``WARN_INTERVAL`` seconds, and
 one line each time the store becomes unreachable or reachable again.
 
@@ -30,7 +31,9 @@ hosts no request asked about in that time, then, if nova replaced that many
 compute nodes within it, the hosts asked about least recently. A small
 request (a forced host, a rebuild) evicts nothing the large ones need.
 Requests may run on several native threads: the per-host map is only ever
-read by key, inserted into, popped from, or copied.
+read by key, inserted into, popped from, or copied; a thread that reads a
+:class:`HostEntry` field another one just wrote gets the other request's
+data of the same host, which is as good.
 """
 
 import abc
@@ -146,6 +149,7 @@ OVER_BUDGET_HOST = StoreGap('the store holds values too large to read '
 class HostEntry:
     """What a payload source keeps of one host between requests.
 
+    :ivar host: the compute host name.
     :ivar sign_key: the host's own signing key (derived once), or None.
     :ivar mark: the last payload seen (its bytes, or a digest when large).
     :ivar result: its :class:`payload.Trusted` or :class:`payload.Untrusted`.
@@ -155,10 +159,11 @@ class HostEntry:
     :ivar seen: monotonic time of the last request that asked about it.
     """
 
-    __slots__ = ('sign_key', 'mark', 'result', 'fetched_at', 'value', 'key',
-                 'seen')
+    __slots__ = ('host', 'sign_key', 'mark', 'result', 'fetched_at', 'value',
+                 'key', 'seen')
 
-    def __init__(self, sign_key):
+    def __init__(self, host, sign_key):
+        self.host = host
         self.sign_key = sign_key
         self.mark = self.result = self.value = self.key = None
         self.fetched_at = None
@@ -207,12 +212,12 @@ class PayloadSource(MemorySource, metaclass=abc.ABCMeta):
     def fetch_raw(self, entries):
         """Fetch the stored payloads of a batch of hosts.
 
-        :param entries: ``{host: HostEntry}`` of the hosts of the request.
-        :returns: ``{host: value}`` with bytes, a
+        :param entries: the :class:`HostEntry` of each host of the request.
+        :returns: a list with a value per entry, in their order: bytes, None
+            when nothing is stored, a
             :class:`nova_numa_guard.live.payload.Untrusted` saying why the
             host's value cannot be used, or a :class:`StoreGap` when the
-            part of the store that holds the host's value could not be read;
-            hosts with nothing stored may be left out.
+            part of the store that holds the host's value could not be read.
         :raises Unavailable: when the store cannot be read at all.
         """
 
@@ -224,17 +229,26 @@ class PayloadSource(MemorySource, metaclass=abc.ABCMeta):
             return LiveData(unavailable=str(exc))
 
     def entries(self, host_names):
-        """``{host: HostEntry}`` of the hosts, keeping the map bounded."""
+        """The :class:`HostEntry` of each host, keeping the map bounded.
+
+        Each host once, however many of nova's host states name it (the
+        nodes of an ironic conductor).
+        """
         now = time.monotonic()
         known = self._hosts
-        entries = {}
+        get = known.get
+        entries = []
         for host in host_names:
-            entry = known.get(host)
+            entry = get(host)
             if entry is None:
-                entry = known.setdefault(host, HostEntry(
-                    payload.host_key(self._key, host) if self._key else None))
+                entry = known.setdefault(host, HostEntry(host, (
+                    payload.host_key(self._key, host) if self._key
+                    else None)))
+            elif entry.seen is now:
+                # Named before in this call (this very float object).
+                continue
             entry.seen = now
-            entries[host] = entry
+            entries.append(entry)
         keep = _KEEP_AGES * self._max_age
         peak, peak_at = self._peak
         if len(entries) >= peak or now - peak_at > keep:
@@ -271,8 +285,8 @@ class PayloadSource(MemorySource, metaclass=abc.ABCMeta):
         gaps = {}
         oldest = now - self._max_age
         newest = now + payload.MAX_CLOCK_SKEW
-        for host, entry in entries.items():
-            value = raw.get(host)
+        for entry, value in zip(entries, raw):
+            host = entry.host
             # The common case first: the bytes trusted at an earlier
             # request, still young enough.
             mark = entry.mark
@@ -330,8 +344,12 @@ class PayloadSource(MemorySource, metaclass=abc.ABCMeta):
         return result
 
     def forget(self):
-        """Drop what was fetched and verified (tests, benchmarks)."""
-        self._hosts = {}
+        """Drop what was fetched and verified (tests, benchmarks).
+
+        The hosts' keys stay, as they do when every agent publishes anew.
+        """
+        for entry in list(self._hosts.values()):
+            entry.mark = entry.result = None
 
     def _warn(self, ignored, total):
         for code, hosts in ignored.items():

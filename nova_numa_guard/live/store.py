@@ -496,7 +496,7 @@ class MemcacheStore:
     def _by_server(self, keys):
         """``{server name: [key, ...]}``, in the order of ``keys``."""
         if len(self._servers) == 1:
-            return {next(iter(self._servers)): list(keys)}
+            return {next(iter(self._servers)): keys}
         by_server = {}
         for k in keys:
             by_server.setdefault(self._ring.get_node(k), []).append(k)
@@ -553,7 +553,10 @@ class MemcacheStore:
             result = results.get(name)
             if type(result) is tuple:
                 found, cut = result
-                values.update(found)
+                if values:
+                    values.update(found)
+                else:
+                    values = found
                 if cut:
                     over_budget.extend(k for k in server_keys
                                        if k not in found)

@@ -50,7 +50,7 @@ class FleetSource(source.PayloadSource):
 
     def fetch_raw(self, entries):
         stored = self._stored
-        return {host: stored[host] for host in entries if host in stored}
+        return [stored.get(entry.host) for entry in entries]
 
 
 def record(fleet_host, timestamp, signing_key=None):

@@ -12,6 +12,7 @@
 
 """Table-driven and property tests of the pure cell-fit logic."""
 
+import copy
 import itertools
 
 import hypothesis
@@ -580,6 +581,39 @@ class JudgePropertyTest(testcase.TestCase):
                        {'placed': case['placed'] + placed}):
             self.assertFalse(fit.judge(**dict(case, **change)).passes,
                              change)
+
+
+class KeptHostPropertyTest(testcase.TestCase):
+    """A host kept across requests answers as a new one."""
+
+    @hypothesis.settings(max_examples=300, deadline=None, derandomize=True)
+    @hypothesis.given(hosts_and_requests(), hosts_and_requests(),
+                      st.sets(st.integers(-1, 4), max_size=3))
+    def test_what_a_host_keeps_changes_no_answer(self, case, other,
+                                                 busy_nodes):
+        """Ensures the figures derived and kept on a host (for its options)
+        give the answers a host judged for the first time gets, whatever
+        requests with other options came in between.
+        """
+        host = case['host']
+
+        def answers(request, on):
+            verdict = fit.judge(**dict(request, host=on))
+            args = (on, request['memory_mb'],
+                    request['vcpus'] if request['cpu_fit'] else 0,
+                    request['reserve'], request['estimate'])
+            return ((verdict.passes, verdict.kind, verdict.best_mb,
+                     verdict.best_cpus), fit.holding_cells(*args),
+                    fit.holding_idle(*args, busy_nodes=busy_nodes))
+
+        def new_host():
+            copied = copy.copy(host)
+            copied.derived = None
+            return copied
+        expected = [answers(request, new_host()) for request in (case, other)]
+        for _ in range(2):
+            self.assertEqual(expected, [answers(request, host)
+                                        for request in (case, other)])
 
 
 class HoldingPropertyTest(testcase.TestCase):

@@ -35,7 +35,7 @@ class MemorySource(source.PayloadSource):
 
     def fetch_raw(self, entries):
         stored = self.stored
-        return {host: stored[host] for host in entries if host in stored}
+        return [stored.get(entry.host) for entry in entries]
 
 
 class Clock:
@@ -72,6 +72,25 @@ class HostMapTest(base.LiveSourceTestCase):
         self.source.stored.update(
             (host, base.record(host)) for host in hosts)
         return hosts
+
+    def test_a_host_named_twice_is_fetched_once(self):
+        """Ensures the host states of one host (the nodes of an ironic
+        conductor) cost one fetch and one check of its payload.
+        """
+        hosts = self.hosts(2)
+        fetched = []
+        real = self.source.fetch_raw
+
+        def recording(entries):
+            fetched.extend(entry.host for entry in entries)
+            return real(entries)
+        self.useFixture(fixtures.MockPatchObject(
+            self.source, 'fetch_raw', side_effect=recording))
+        data = self.source.live_data([hosts[0], hosts[1], hosts[0],
+                                      hosts[0]])
+        self.assertEqual(hosts, fetched)
+        self.assertEqual(hosts, self.verified)
+        self.assertEqual(set(hosts), set(data.hosts))
 
     def test_small_requests_keep_the_hosts_of_large_ones(self):
         """Ensures a one-host request evicts nothing a large one needs.

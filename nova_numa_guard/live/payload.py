@@ -116,7 +116,6 @@ way).
 Nothing here imports nova or reads configuration.
 """
 
-import hashlib
 import hmac
 import json
 import math
@@ -258,8 +257,7 @@ def host_key(key, host):
     :returns: the hex HMAC-SHA256 of ``host`` (UTF-8) keyed with ``key``, as
         a str; its ASCII bytes are the HMAC key of the host's payloads.
     """
-    return hmac.new(_key_bytes(key), host.encode('utf-8'),
-                    hashlib.sha256).hexdigest()
+    return _mac(key, host.encode('utf-8')).hex()
 
 
 def signature(payload, key):
@@ -384,7 +382,7 @@ def _verify(raw, host, key, max_age, now, full, max_bytes):
     if isinstance(raw, str):
         raw = raw.encode('utf-8', 'surrogatepass')
     if not isinstance(raw, (bytes, bytearray)):
-        raise Untrusted(NOT_JSON, 'stored value is a %s, not JSON bytes' %
+        raise Untrusted(NOT_JSON, 'stored value is a %s, not bytes' %
                         type(raw).__name__)
     if len(raw) > max_bytes:
         raise Untrusted(TOO_LARGE, '%d bytes, more than %d' %

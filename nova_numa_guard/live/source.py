@@ -322,7 +322,7 @@ class PayloadSource(MemorySource, metaclass=abc.ABCMeta):
         """
         if type(value) is not bytes:
             raise payload.Untrusted(payload.NOT_JSON, 'stored value is a %s, '
-                                    'not JSON bytes' % type(value).__name__)
+                                    'not bytes' % type(value).__name__)
         if len(value) > self.max_bytes:
             raise payload.Untrusted(payload.TOO_LARGE, '%d bytes, more than '
                                     '%d' % (len(value), self.max_bytes))

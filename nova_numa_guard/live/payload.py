@@ -95,16 +95,24 @@ per node (shown as JSON)::
 
 with the columns ``id, mem_total_mb, mem_free_mb, mem_available_mb`` and,
 when the record has ``guests_mb``, ``guest_untouched_mb``. The agent stores
-it next to the full payload as msgpack (:func:`encode_record`): one map of
-these members (no ``signature``), preceded when signed by the HMAC-SHA256 of
-the map's bytes (keyed with the host's own key) as a 32-byte msgpack
-``bin``. The ``cache`` memory source fetches only it, so a scheduling
-request moves and unpacks a few dozen bytes per node instead of parsing
-kilobytes of JSON per host; unpacking it costs a third of parsing the same
-record as JSON, which :func:`verify` still reads (agents of the previous
-release store their records as JSON, signed as payloads are). A stored
-value is msgpack when its first byte starts a msgpack map or ``bin``, which
-no JSON document does.
+it next to the full payload as msgpack (:func:`encode_record`): one array of
+the members' values in the order of ``RECORD_MEMBERS``::
+
+    [1, "compute1", 1764700000.1, 98304,
+     [[0, 64328, 10501, 14285, 6144], [1, 64510, 2769, 7854, 0]],
+     {"physnet1": [1]}]
+
+``nil`` for ``guests_mb`` or ``physnets`` when the record has none; members
+after these are ignored, so that a later agent may add some. Signed, the
+array is preceded by the HMAC-SHA256 of its bytes (keyed with the host's own
+key) as a 32-byte msgpack ``bin``. The ``cache`` memory source fetches only
+this record, so a scheduling request moves and unpacks about 60 bytes for a
+two-node host instead of parsing kilobytes of JSON; unpacking and checking
+it costs about a third of parsing and checking the same record as JSON,
+which :func:`verify` still reads (agents of the previous release store
+their records as JSON, signed as payloads are). A stored value is msgpack
+when its first byte starts a msgpack array or ``bin``, which no JSON
+document does.
 
 The scheduler checks only what it uses (:func:`verify`): the schema version,
 the host, the timestamp, the node ids, the memory figures and the physnets'
@@ -150,6 +158,9 @@ _NODE_MB_KEYS = ('mem_total_mb', 'mem_free_mb', 'mem_available_mb')
 # A memory record's "mem" rows: these columns, and guest_untouched_mb when
 # the record has guests_mb.
 MEM_COLUMNS = ('id',) + _NODE_MB_KEYS
+# The members of a stored memory record (encode_record()), in order.
+RECORD_MEMBERS = ('schema', 'host', 'timestamp', 'guests_mb', 'mem',
+                  'physnets')
 _UNTOUCHED = 'guest_untouched_mb'
 _GUESTS = 'guests_mb'
 _PHYSNETS = 'physnets'
@@ -332,17 +343,17 @@ def encode(payload):
 def encode_record(payload, key=None):
     """The memory record of ``payload`` as the agent stores it: msgpack.
 
-    The :func:`memory_record` members as one msgpack map; signed, the
+    The :func:`memory_record` members' values as one msgpack array, in the
+    order of ``RECORD_MEMBERS`` (``nil`` for an absent member); signed, the
     HMAC-SHA256 of those bytes (keyed with the host's own key) comes first
     as a 32-byte msgpack ``bin``: the scheduler checks it before it unpacks
-    anything. Unpacking it takes a third of the time parsing the same
-    record as JSON does.
+    anything. An array rather than a map: no member names to unpack and
+    compare, and a third fewer bytes to fetch.
 
     :param key: the host's own key (:func:`host_key`), or None.
     """
-    # Members in one order, whatever the payload's: the same figures give
-    # the same bytes, which the scheduler compares to skip unchanged ones.
-    body = msgpack.packb(dict(sorted(memory_record(payload).items())),
+    record = memory_record(payload)
+    body = msgpack.packb([record.get(name) for name in RECORD_MEMBERS],
                          use_bin_type=True)
     if not key:
         return body
@@ -388,40 +399,24 @@ def _verify(raw, host, key, max_age, now, full, max_bytes):
         raise Untrusted(TOO_LARGE, '%d bytes, more than %d' %
                         (len(raw), max_bytes))
     if raw and raw[0] in _MSGPACK_FIRST:
-        data = _unpack_record(bytes(raw), key)
-    else:
-        if key:
-            raw = _check_signature(raw, key)
-        try:
-            data = _DECODER.decode(raw.decode('utf-8'))
-        except (ValueError, RecursionError) as exc:
-            raise Untrusted(NOT_JSON, _first_line(exc))
+        return _verify_record(_unpack_record(bytes(raw), key), host,
+                              max_age, now)
+    if key:
+        raw = _check_signature(raw, key)
+    try:
+        data = _DECODER.decode(raw.decode('utf-8'))
+    except (ValueError, RecursionError) as exc:
+        raise Untrusted(NOT_JSON, _first_line(exc))
     if not isinstance(data, dict):
         raise Untrusted(BAD_SCHEMA, 'top level is a %s, not an object' %
                         type(data).__name__)
-    if data.get('schema') != SCHEMA or type(data['schema']) is not int:
-        raise Untrusted(BAD_SCHEMA, 'schema %s, expected %d' %
-                        (_short(data.get('schema')), SCHEMA))
-    if data.get('host') != host:
-        raise Untrusted(WRONG_HOST, 'payload names host %s' %
-                        _short(data.get('host')))
+    _check_head(data.get('schema'), data.get('host'), host)
     if not _TOP_KEYS.issubset(data):
         raise Untrusted(BAD_SCHEMA, 'missing %s' % ', '.join(
             sorted(_TOP_KEYS.difference(data))))
     timestamp = data['timestamp']
-    if (type(timestamp) not in (int, float) or not math.isfinite(timestamp)
-            or timestamp < 0):
-        raise Untrusted(BAD_SCHEMA, 'timestamp %s is not epoch seconds' %
-                        _short(timestamp))
-    if now is not None:
-        check_age(timestamp, max_age, now)
     guests = data.get(_GUESTS)
-    if guests is not None and type(guests) is not int:
-        raise Untrusted(BAD_SCHEMA, 'guests_mb %s is not an integer' %
-                        _short(guests))
-    if guests is not None and not 0 <= guests <= MAX_GUESTS_MB:
-        raise Untrusted(INSANE, 'guests_mb %d is negative or more than %d '
-                        'MB' % (guests, MAX_GUESTS_MB))
+    _check_times(timestamp, guests, max_age, now)
     if 'mem' in data:
         if 'nodes' in data:
             raise Untrusted(BAD_SCHEMA, 'both nodes and mem')
@@ -441,6 +436,50 @@ def _verify(raw, host, key, max_age, now, full, max_bytes):
                    physnets)
 
 
+def _verify_record(data, host, max_age, now):
+    """A msgpack memory record's array (:func:`encode_record`)."""
+    if type(data) is not list or len(data) < len(RECORD_MEMBERS):
+        raise Untrusted(BAD_SCHEMA, 'a msgpack memory record is an array of '
+                        '%d members, not %s' % (len(RECORD_MEMBERS),
+                                                _short(data)))
+    schema, name, timestamp, guests, rows, physnets = (
+        data if len(data) == len(RECORD_MEMBERS)
+        else data[:len(RECORD_MEMBERS)])
+    _check_head(schema, name, host)
+    _check_times(timestamp, guests, max_age, now)
+    free, available, untouched = _check_rows(rows, guests is not None)
+    if physnets is not None:
+        physnets = _check_physnets(physnets)
+    return Trusted(host, timestamp, free, available, untouched, guests,
+                   physnets)
+
+
+def _check_head(schema, name, host):
+    """The schema version, and the host the payload names."""
+    if schema != SCHEMA or type(schema) is not int:
+        raise Untrusted(BAD_SCHEMA, 'schema %s, expected %d' %
+                        (_short(schema), SCHEMA))
+    if name != host:
+        raise Untrusted(WRONG_HOST, 'payload names host %s' % _short(name))
+
+
+def _check_times(timestamp, guests, max_age, now):
+    """The timestamp (and its age when ``now`` is given), ``guests_mb``."""
+    if (type(timestamp) not in (int, float) or not math.isfinite(timestamp)
+            or timestamp < 0):
+        raise Untrusted(BAD_SCHEMA, 'timestamp %s is not epoch seconds' %
+                        _short(timestamp))
+    if now is not None:
+        check_age(timestamp, max_age, now)
+    if guests is not None:
+        if type(guests) is not int:
+            raise Untrusted(BAD_SCHEMA, 'guests_mb %s is not an integer' %
+                            _short(guests))
+        if not 0 <= guests <= MAX_GUESTS_MB:
+            raise Untrusted(INSANE, 'guests_mb %d is negative or more than '
+                            '%d MB' % (guests, MAX_GUESTS_MB))
+
+
 def check_age(timestamp, max_age, now):
     """The time rules alone (for a payload verified earlier).
 
@@ -455,12 +494,12 @@ def check_age(timestamp, max_age, now):
                         'is %s s' % (now - timestamp, max_age))
 
 
-# The first byte of a msgpack memory record (encode_record()): a map, or
-# the bin8 header of its signature. A JSON document starts otherwise.
+# The first byte of a msgpack memory record (encode_record()): an array,
+# or the bin8 header of its signature. A JSON document starts otherwise.
 _RECORD_SIG_HEAD = b'\xc4\x20'
 _RECORD_SIG_BYTES = len(_RECORD_SIG_HEAD) + 32
-_MSGPACK_FIRST = frozenset(list(range(0x80, 0x90)) +
-                           [0xde, 0xdf, _RECORD_SIG_HEAD[0]])
+_MSGPACK_FIRST = frozenset(list(range(0x90, 0xa0)) +
+                           [0xdc, 0xdd, _RECORD_SIG_HEAD[0]])
 
 _NO_SIGNATURE = 'no signature but [numa_guard] payload_signing_key is set'
 _WRONG_SIGNATURE = ("HMAC-SHA256 does not match the host's key derived from "

@@ -299,13 +299,13 @@ class CommandLineTest(AgentTestCase):
     def test_memory_record_checked_with_the_record_limit(self):
         """Ensures the memory record must fit payload.MAX_RECORD_BYTES."""
         self.useFixture(fixtures.MockPatchObject(payload, 'MAX_RECORD_BYTES',
-                                                 50))
+                                                 30))
         self.assertEqual(1, self.print_once('--host', 'compute1'))
         self.assertEqual('', self.stdout.getvalue())
         self.assertRegex(self.stderr.getvalue(),
                          r'^nova-numa-guard-agent: nothing published: the '
                          r'scheduler would refuse it: too large: [0-9]+ '
-                         r'bytes, more than 50\n$')
+                         r'bytes, more than 30\n$')
         self.assertEqual(1, len(self.errors()))
 
     def test_help_is_man_style(self):

@@ -344,8 +344,8 @@ class CacheSourceTest(CacheSourceTestCase):
         self.publish('compute1', raw=pickle.dumps(_Trap()), flags=1)
         data = self.source.live_data(['compute1'])
         self.assertEqual([], SPRUNG)
-        # Pickles start as a msgpack map would.
-        self.assertIn('not msgpack', data.missing['compute1'])
+        # A pickle is neither a msgpack record nor JSON.
+        self.assertIn('not JSON', data.missing['compute1'])
 
     def test_signed_payloads(self):
         """Ensures with a key only correctly signed records are used."""

@@ -94,7 +94,7 @@ class FileSourceTest(FileSourceTestCase):
         self.assertEqual(
             {'stale': payload.STALE, 'future': payload.FUTURE,
              'other': payload.WRONG_HOST, 'big': payload.TOO_LARGE,
-             'junk': payload.NOT_MSGPACK,
+             'junk': payload.NOT_JSON,
              '../etc/passwd': payload.BAD_SCHEMA},
             {h: code(r) for h, r in data.missing.items()})
 

@@ -64,6 +64,12 @@ def raw(data):
     return payload.encode(data)
 
 
+def packed(record):
+    """A record dict as the agent stores it, whatever its members hold."""
+    return msgpack.packb([record.get(name) for name in
+                          payload.RECORD_MEMBERS], use_bin_type=True)
+
+
 class AvailableTest(testcase.TestCase):
 
     def test_available_is_capped_and_rounded_down(self):
@@ -239,10 +245,10 @@ class VerifyTest(testcase.TestCase):
         that start as a msgpack record but are not one as those.
         """
         for value in (b'', b'{"schema": 1', b'\xff\xfe\x00', b'[' * 100000,
-                      b'NaN'):
+                      b'NaN', b'\x80\x04\x95pickled', b'\x89PNG\r\n'):
             self.assert_untrusted(payload.NOT_JSON, value)
-        for value in (b'\x80\x04\x95garbage', b'\x89PNG\r\n',
-                      b'\xc4\x20' + b'\x00' * 32, b'\x81' * 100000):
+        for value in (b'\x96garbage', b'\xdc\x00', b'\xc4\x20' + b'\x00' * 32,
+                      b'\x91' * 100000):
             self.assert_untrusted(payload.NOT_MSGPACK, value)
 
     def test_pickled_object_is_not_json(self):
@@ -494,7 +500,7 @@ class MemoryRecordTest(testcase.TestCase):
         """
         for full in (with_guests(), two_node_payload()):
             stored = payload.encode_record(full)
-            self.assertIn(stored[0], range(0x80, 0x90))  # a msgpack map
+            self.assertIn(stored[0], range(0x90, 0xa0))  # a msgpack array
             self.assertLess(len(stored), len(raw(payload.memory_record(full))))
             self.assertEqual(payload.verify(raw(full), 'compute1', None, 30,
                                             NOW),
@@ -504,6 +510,32 @@ class MemoryRecordTest(testcase.TestCase):
                                 payload.encode_record(with_guests()),
                                 'compute2', None, 30, NOW)
         self.assertEqual(payload.WRONG_HOST, exc.code)
+
+    def test_record_is_an_array_of_its_members_in_order(self):
+        """Ensures the array layout: members in order, nil for absent ones,
+        later members ignored, anything shorter or other refused.
+        """
+        full = with_guests()
+        full['physnets'] = {'physnet1': [1]}
+        record = payload.memory_record(full)
+        stored = payload.encode_record(full)
+        self.assertEqual([record[name] for name in payload.RECORD_MEMBERS],
+                         msgpack.unpackb(stored))
+        older = msgpack.unpackb(payload.encode_record(two_node_payload()))
+        self.assertEqual([None, None], [older[3], older[5]])
+        trusted = payload.verify(stored, 'compute1', None, 30, NOW)
+        self.assertEqual({'physnet1': frozenset([1])}, trusted.physnets)
+        later = msgpack.packb(msgpack.unpackb(stored) + ['a later member'])
+        self.assertEqual(trusted, payload.verify(later, 'compute1', None, 30,
+                                                 NOW))
+        signed_map = (b'\xc4\x20' + b'\x00' * 32 +
+                      msgpack.packb(dict(record)))
+        for value in (msgpack.packb(msgpack.unpackb(stored)[:5]),
+                      msgpack.packb([]), signed_map):
+            exc = self.assertRaises(payload.Untrusted, payload.verify, value,
+                                    'compute1', None, 30, NOW)
+            self.assertEqual(payload.BAD_SCHEMA, exc.code)
+            self.assertIn('array of 6 members', exc.detail)
 
     def test_signed_record_is_checked_before_it_is_unpacked(self):
         """Ensures the HMAC first: right key, wrong key, none, tampering."""
@@ -534,9 +566,8 @@ class MemoryRecordTest(testcase.TestCase):
         record = payload.memory_record(with_guests())
         record['physnets'] = {b'physnet1': [0]}
         exc = self.assertRaises(
-            payload.Untrusted, payload.verify,
-            msgpack.packb(record, use_bin_type=True), 'compute1', None, 30,
-            NOW)
+            payload.Untrusted, payload.verify, packed(record), 'compute1',
+            None, 30, NOW)
         self.assertEqual(payload.BAD_SCHEMA, exc.code)
         full = two_node_payload()
         full['nodes'][0]['hugepages'] = {b'2048': {'total': 0, 'free': 0}}
@@ -549,8 +580,8 @@ class MemoryRecordTest(testcase.TestCase):
 
     @PROPERTY
     @hypothesis.given(
-        st.sampled_from([b'\x81', b'\x85', b'\xde', b'\xdf', b'\xc4\x20',
-                         b'\xc4\x20' + b'\x00' * 32 + b'\x85']),
+        st.sampled_from([b'\x91', b'\x96', b'\xdc', b'\xdd', b'\xc4\x20',
+                         b'\xc4\x20' + b'\x00' * 32 + b'\x96']),
         st.binary(max_size=500), st.sampled_from([None, KEY]))
     def test_bad_msgpack_is_refused_with_a_reason(self, head, tail, key):
         """Ensures bytes that look like a msgpack record are refused with a
@@ -578,7 +609,7 @@ class MemoryRecordTest(testcase.TestCase):
         record = payload.memory_record(with_guests())
         record[field] = value
         try:
-            stored = msgpack.packb(record, use_bin_type=True)
+            stored = packed(record)
         except OverflowError:  # an integer msgpack cannot hold
             return
         try:

@@ -276,8 +276,9 @@ def cell_from_nova(cell):
     physnets, tunneled = topology.NO_PHYSNETS, False
     if network is not None:
         physnets, tunneled = network.physnets, network.tunneled
-    return _cell(cell.id, cpuset, pcpuset, cell.memory, small_mb, small_used,
-                 cell.memory_usage, physnets, tunneled)
+    return topology.Cell.counted(cell.id, cpuset, cell.memory, small_mb,
+                                 small_used, cell.memory_usage, pcpuset,
+                                 physnets, tunneled)
 
 
 def _from_storage(cell):
@@ -307,17 +308,9 @@ def _from_storage(cell):
     physnets, tunneled = topology.NO_PHYSNETS, False
     if network is not None:
         physnets, tunneled = _NETWORK_FIELDS(network)
-    return _cell(cell_id, cpuset, pcpuset, memory, small_mb, small_used,
-                 numa_used, physnets, tunneled)
-
-
-def _cell(cell_id, cpuset, pcpuset, memory, small_mb, small_used, numa_used,
-          physnets, tunneled):
-    return topology.Cell.counted(
-        cell_id, len(cpuset), memory, small_mb, small_used, numa_used,
-        len(pcpuset or ()),
-        frozenset(physnets) if physnets else topology.NO_PHYSNETS,
-        bool(tunneled))
+    return topology.Cell.counted(cell_id, cpuset, memory, small_mb,
+                                 small_used, numa_used, pcpuset, physnets,
+                                 tunneled)
 
 
 def _optional(obj, name):

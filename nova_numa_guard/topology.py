@@ -25,13 +25,10 @@ SMALL_PAGE_KB = 4
 # Shared empty values: a cell without them keeps no container of its own.
 NO_PHYSNETS = frozenset()
 _NOTHING = types.MappingProxyType({})
-# CPU counts as shared range objects (Cell.counted()).
-_RANGES = tuple(range(count) for count in range(1025))
-
-
-def _counted(count):
-    """``range(count)``, shared for the counts hosts have."""
-    return _RANGES[count] if count < len(_RANGES) else range(count)
+# CPU counts as shared range objects (Cell.counted()), for the counts
+# hosts have.
+_MAX_RANGE = 1025
+_RANGES = tuple(range(count) for count in range(_MAX_RANGE))
 
 
 class Cell:
@@ -87,23 +84,31 @@ class Cell:
     @classmethod
     def counted(cls, id, cpus, memory_mb, small_page_mb, small_page_used_mb,
                 numa_used_mb, pcpus, physnets, tunneled):
-        """A cell whose CPUs are only counted: ``cpus`` and ``pcpus`` are
-        ``range`` objects of those counts.
+        """A cell whose CPUs are only counted: its ``cpus`` and ``pcpus`` are
+        ``range`` objects of the sizes of the given ones.
 
         The scheduler's view of nova's cells, built for thousands of hosts
-        at once: the other attributes are empty, and nothing is checked.
+        at once: nothing of the given containers is kept, the other
+        attributes are empty, and nothing is checked.
+
+        :param cpus: a sized container of the shared CPUs.
+        :param pcpus: a sized container of the dedicated CPUs, or None.
+        :param physnets: an iterable of physnet names, or None.
+        :param tunneled: whether tunnelled networks are affined (truthy).
         """
         cell = object.__new__(cls)
         cell.id = id
-        cell.cpus = _counted(cpus)
+        count = len(cpus)
+        cell.cpus = _RANGES[count] if count < _MAX_RANGE else range(count)
         cell.memory_mb = memory_mb
         cell.small_page_mb = small_page_mb
         cell.small_page_used_mb = small_page_used_mb
         cell.numa_used_mb = numa_used_mb
-        cell.pcpus = _counted(pcpus)
+        count = len(pcpus) if pcpus else 0
+        cell.pcpus = _RANGES[count] if count < _MAX_RANGE else range(count)
         cell.hugepages = _NOTHING
-        cell.physnets = physnets
-        cell.tunneled = tunneled
+        cell.physnets = frozenset(physnets) if physnets else NO_PHYSNETS
+        cell.tunneled = bool(tunneled)
         cell.socket = None
         cell.siblings = ()
         cell.distances = _NOTHING

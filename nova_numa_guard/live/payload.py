@@ -106,11 +106,11 @@ the members' values in the order of ``RECORD_MEMBERS``::
 after these are ignored, so that a later agent may add some. Signed, the
 array is preceded by the HMAC-SHA256 of its bytes (keyed with the host's own
 key) as a 32-byte msgpack ``bin``. The ``cache`` memory source fetches only
-this record, so a scheduling request moves and unpacks about 60 bytes for a
+this record, so a scheduling request moves and unpacks about 70 bytes for a
 two-node host instead of parsing kilobytes of JSON; unpacking and checking
-it costs about a third of parsing and checking the same record as JSON,
-which :func:`verify` still reads (agents of the previous release store
-their records as JSON, signed as payloads are). A stored value is msgpack
+it costs about 60% of parsing and checking the same record as JSON, which
+:func:`verify` still reads (agents of the previous release store their
+records as JSON, signed as payloads are). A stored value is msgpack
 when its first byte starts a msgpack array or ``bin``, which no JSON
 document does.
 

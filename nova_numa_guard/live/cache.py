@@ -40,7 +40,7 @@ class CacheSource(source.PayloadSource):
     """Live per-node memory that the agents publish in memcached."""
 
     max_bytes = payload.MAX_RECORD_BYTES
-    # A memory record is about 200 bytes for a 4-node host.
+    # A memory record is about 85 bytes for a 4-node host.
     bytes_per_host = 4 * 1024
 
     def __init__(self, conf=None):

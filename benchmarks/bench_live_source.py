@@ -174,27 +174,32 @@ def run(args):
         signed_hosts = renamed(hosts, 's-')
         publish(store, hosts)
         publish(store, signed_hosts, KEY)
-        # Every repetition runs every case once, in this order (the memo
-        # case right after a fetch), so that each case's ratio is taken to
-        # ComputeFilter's time of the same repetition: the machine's speed
-        # drifts between repetitions more than the cases differ.
-        cases = [('ComputeFilter', compute, hosts, None),
-                 ('NUMACellFit accounted', accounted, hosts, None),
-                 ('cache: new payloads', live, hosts, 'all'),
-                 ('cache: unchanged', live, hosts, 'memo'),
-                 ('cache: memo', live, hosts, None),
-                 ('cache: new, signed', signed, signed_hosts, 'all')]
+        # Every repetition runs every case once, so that each case's ratio
+        # is taken to ComputeFilter's time of the same repetition (the
+        # machine's speed drifts between repetitions more than the cases
+        # differ), each group of cases in every place of the order in turn
+        # (the place alone moves a case's time by up to 10%). The memo case
+        # runs right after a fetch.
+        groups = [[('ComputeFilter', compute, hosts, None)],
+                  [('NUMACellFit accounted', accounted, hosts, None)],
+                  [('cache: new payloads', live, hosts, 'all')],
+                  [('cache: unchanged', live, hosts, 'memo'),
+                   ('cache: memo', live, hosts, None)],
+                  [('cache: new, signed', signed, signed_hosts, 'all')]]
+        cases = [case for group in groups for case in group]
         samples = {name: [] for name, _, _, _ in cases}
         ratios = {name: [] for name, _, _, _ in cases}
         cpu_ratios = {name: [] for name, _, _, _ in cases}
         passed = {}
-        for _ in range(args.repeat):
-            base = base_cpu = None
-            for name, filt, case_hosts, forget in cases:
-                per_host, cpu, passed[name] = run_once(
-                    handler, filt, case_hosts, spec, forget)
-                base = base or per_host
-                base_cpu = base_cpu or cpu
+        for rep in range(args.repeat):
+            times = {}
+            for group in bench_filters.rotated(groups, rep):
+                for name, filt, case_hosts, forget in group:
+                    times[name] = run_once(handler, filt, case_hosts, spec,
+                                           forget)
+            base, base_cpu, _ = times['ComputeFilter']
+            for name, _, _, _ in cases:
+                per_host, cpu, passed[name] = times[name]
                 samples[name].append(per_host)
                 ratios[name].append(per_host / base)
                 cpu_ratios[name].append(cpu / base_cpu)

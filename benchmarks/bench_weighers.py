@@ -171,8 +171,8 @@ def main(argv=None):
                 list(guard.filter_all(with_views, spec))
                 without = bench_filters.fresh_copies(hosts)
                 times = {}
-                order = cases[rep % len(cases):] + cases[:rep % len(cases)]
-                for name, weigher, filtered in order:
+                for name, weigher, filtered in bench_filters.rotated(cases,
+                                                                     rep):
                     per_host, weighed = run_once(
                         weigher, with_views if filtered else without, spec)
                     times[name] = per_host

@@ -30,6 +30,13 @@ read and rewritten within the same second, with the same free memory (one
 guest replaced by another of the same size on another cell), could still be
 memoised as first read: rare, and gone at the record's next write.
 
+A newer record whose cells read the same as the memoised ones keeps their
+:class:`topology.Cell` objects, and the whole host when nothing else the view
+reads changed either (nova rewrites a record for every guest added or
+removed, and a guest without a NUMA topology changes no cell). Building the
+cells again costs little; freeing the old ones, far from the processor's
+caches by then, cost about half as much as reading nova's objects.
+
 The scheduler may judge requests on several threads at once: the memo is
 only read, replaced entry by entry and pruned from a snapshot, never iterated
 while others write to it.
@@ -59,6 +66,11 @@ _POOL_FIELDS = operator.attrgetter(*map(nova_objects.get_attrname, (
     'total', 'reserved', 'used')))
 _NETWORK_FIELDS = operator.attrgetter(*map(nova_objects.get_attrname, (
     'physnets', 'tunneled')))
+# What topology.Cell.counted() sets from a nova cell: cells with the same
+# are the same.
+_COUNTED = operator.attrgetter(
+    'id', 'cpus', 'memory_mb', 'small_page_mb', 'small_page_used_mb',
+    'numa_used_mb', 'pcpus', 'physnets', 'tunneled')
 
 # compute node uuid -> [topology.Host, updated, free_ram_mb, last request]
 # (the host holds the rest of the record version). A newer record replaces
@@ -159,7 +171,8 @@ def live_memory(view, trusted, reserved_host_mb):
 def host_from_state(host_state):
     """A :class:`topology.Host` of a nova ``HostState``.
 
-    From the memo while the compute node record has not changed.
+    From the memo while the compute node record has not changed; what
+    reads the same of a newer record is kept (see the module doc).
     """
     key = host_state.uuid
     updated = host_state.updated
@@ -170,28 +183,48 @@ def host_from_state(host_state):
     entry = _MEMO.get(key)
     # Read as one list; other threads may replace it, never change it but
     # for its last use.
-    if entry is not None and entry[1] == updated and updated is not None:
-        host = entry[0]
-        if (entry[2] == free_ram_mb and host.used_mb == used_mb and
-                host.ram_allocation_ratio == ratio and host.name == name):
+    kept = None
+    if entry is not None:
+        kept = entry[0]
+        same = (kept.used_mb == used_mb and
+                kept.ram_allocation_ratio == ratio and kept.name == name)
+        if (same and entry[1] == updated and updated is not None and
+                entry[2] == free_ram_mb):
             entry[3] = _REQUESTS[0]
-            return host
-    host = topology.Host(name, cells_from_state(host_state),
-                         used_mb=used_mb, ram_allocation_ratio=ratio)
+            return kept
+    if kept is None:
+        host = topology.Host(name, cells_from_state(host_state),
+                             used_mb=used_mb, ram_allocation_ratio=ratio)
+    else:
+        cells = cells_from_state(host_state, kept.cells)
+        host = (kept if same and cells is kept.cells else
+                topology.Host(name, cells, used_mb=used_mb,
+                              ram_allocation_ratio=ratio))
     if key is not None and _settled(updated):
         _MEMO[key] = [host, updated, free_ram_mb, _REQUESTS[0]]
     return host
 
 
-def cells_from_state(host_state):
-    """The host's cells, read from its nova ``NUMATopology``."""
+def cells_from_state(host_state, previous=()):
+    """The host's cells, read from its nova ``NUMATopology``.
+
+    :param previous: the cells of an earlier record of the same compute
+        node: those that read the same are returned in place of new ones,
+        and ``previous`` itself when all of them do.
+    """
     numa = host_state.numa_topology
     if numa is None:
         return ()
     cells = getattr(numa, _CELLS, None)
     if cells is None:
         cells = numa.cells
-    return tuple([cell_from_nova(cell) for cell in cells])
+    built = [cell_from_nova(cell) for cell in cells]
+    if previous and len(previous) == len(built):
+        built = [old if _COUNTED(old) == _COUNTED(new) else new
+                 for new, old in zip(built, previous)]
+        if all(map(operator.is_, built, previous)):
+            return previous
+    return tuple(built)
 
 
 def begin_request():

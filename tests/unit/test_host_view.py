@@ -166,6 +166,95 @@ class HostViewTest(testcase.TestCase):
         newer.updated += datetime.timedelta(seconds=1)
         self.assertEqual(1, len(host_view.host_from_state(newer).cells))
 
+    def test_a_newer_record_keeps_what_reads_the_same(self):
+        """Ensures a rewritten record keeps the cells that did not change.
+
+        Nova rewrites a record for every guest added or removed: the host
+        is kept when nothing the guard reads changed, its cells when a guest
+        without a NUMA topology came, all but the cell a NUMA guest took.
+        """
+        host_view.begin_request()
+        state = fakes.host_state(fakes.two_node_cells())
+        first = host_view.host_from_state(state)
+        later = datetime.timedelta(seconds=1)
+        rewritten = fakes.host_state(fakes.two_node_cells())
+        rewritten.updated = state.updated + later
+        self.assertIs(first, host_view.host_from_state(rewritten))
+
+        rewritten.updated += later
+        rewritten.free_ram_mb -= 2048  # a guest without a NUMA topology
+        floating = host_view.host_from_state(rewritten)
+        self.assertIsNot(first, floating)
+        self.assertIs(first.cells, floating.cells)
+        self.assertEqual(first.used_mb + 2048, floating.used_mb)
+
+        rewritten.updated += later
+        rewritten.free_ram_mb -= 4096  # a NUMA guest on cell 1
+        numa_cell = rewritten.numa_topology.cells[1]
+        numa_cell.memory_usage += 4096
+        numa_cell.mempages[0].used += 4096 * 1024 // 4
+        bound = host_view.host_from_state(rewritten)
+        self.assertIs(first.cells[0], bound.cells[0])
+        self.assertIsNot(first.cells[1], bound.cells[1])
+        self.assertEqual((0, 4096), (bound.cells[0].small_page_used_mb,
+                                     bound.cells[1].small_page_used_mb))
+        self.assertEqual((first.used_mb + 6144, 0, 0),
+                         (bound.used_mb, first.cells[1].small_page_used_mb,
+                          first.cells[1].numa_used_mb))
+
+    def test_a_newer_record_with_any_cell_field_changed_is_read(self):
+        """Ensures a kept cell is one whose every field reads the same.
+
+        One change per field a verdict reads, each on a newer record of the
+        same compute node.
+        """
+        host_view.begin_request()
+
+        def pools(small_total=8388608, small_used=0, small_reserved=0):
+            return [objects.NUMAPagesTopology(
+                size_kb=4, total=small_total, used=small_used,
+                reserved=small_reserved),
+                objects.NUMAPagesTopology(size_kb=2048, total=1024, used=0,
+                                          reserved=0)]
+
+        changes = {
+            'id': dict(id=1),
+            'memory': dict(memory=32768),
+            'memory_usage': dict(memory_usage=2048),
+            'cpuset': dict(cpuset={0, 1, 2}),
+            'pcpuset': dict(pcpuset={4}),
+            'small pages': dict(mempages=pools(small_total=4194304)),
+            'small pages used': dict(mempages=pools(small_used=1024)),
+            'small pages reserved': dict(mempages=pools(small_reserved=256)),
+            'physnets': dict(network_metadata=objects.NetworkMetadata(
+                physnets={'foo'}, tunneled=False)),
+            'tunneled': dict(network_metadata=objects.NetworkMetadata(
+                physnets=set(), tunneled=True)),
+        }
+        base = dict(mempages=pools(), network_metadata=objects.NetworkMetadata(
+            physnets=set(), tunneled=False))
+        state = fakes.host_state(fakes.two_node_cells())
+        state.numa_topology = objects.NUMATopology(cells=[_cell(**base)])
+        when = state.updated
+        before = host_view.host_from_state(state).cells[0]
+        for name, change in changes.items():
+            when += datetime.timedelta(seconds=1)
+            changed = fakes.host_state(fakes.two_node_cells())
+            changed.updated = when
+            changed.numa_topology = objects.NUMATopology(
+                cells=[_cell(**dict(base, **change))])
+            cell = host_view.host_from_state(changed).cells[0]
+            self.assertIsNot(before, cell, name)
+            self.assertEqual(host_view._from_storage(
+                changed.numa_topology.cells[0]).__slots__, cell.__slots__)
+            # Back to the first record: read again, not kept.
+            when += datetime.timedelta(seconds=1)
+            state.updated = when
+            again = host_view.host_from_state(state).cells[0]
+            self.assertIsNot(cell, again, name)
+            self.assertEqual(host_view._COUNTED(before),
+                             host_view._COUNTED(again), name)
+
     def test_records_younger_than_a_second_are_not_memoised(self):
         """Ensures a record that may still change in its second is re-read.
 
@@ -176,14 +265,23 @@ class HostViewTest(testcase.TestCase):
         self.useFixture(utils_fixture.TimeFixture(now))
         host_view.begin_request()
         state = fakes.host_state(fakes.two_node_cells())
+        cell = state.numa_topology.cells[0]
         state.updated = now - datetime.timedelta(milliseconds=999)
-        first = host_view.host_from_state(state)
-        self.assertIsNot(first, host_view.host_from_state(state))
+        host_view.host_from_state(state)
+        # Rewritten within the same second: read again.
+        cell.memory_usage += 2048
+        self.assertEqual(2048, host_view.host_from_state(
+            state).cells[0].numa_used_mb)
         state.updated = now.replace(tzinfo=None)
-        self.assertIsNot(first, host_view.host_from_state(state))
+        cell.memory_usage += 2048
+        self.assertEqual(4096, host_view.host_from_state(
+            state).cells[0].numa_used_mb)
         state.updated = now - datetime.timedelta(seconds=1)
         settled = host_view.host_from_state(state)
+        # Memoised: not read again while the record keeps its timestamp.
+        cell.memory_usage += 2048
         self.assertIs(settled, host_view.host_from_state(state))
+        self.assertEqual(4096, settled.cells[0].numa_used_mb)
 
     def _memoised(self, name):
         state = fakes.host_state(fakes.two_node_cells(), name=name)

@@ -195,25 +195,24 @@ def cell_of(cells, node):
     return None
 
 
-def busy_nodes(cells, pools, agent_physnets):
+def busy_nodes(cells, device_nodes, agent_physnets):
     """Node ids of the cells with free devices or NICs the agent places.
 
     :param cells: the host's :class:`topology.Cell` tuple; empty for a host
         without a NUMA topology (one implied cell, then ``{None}``).
-    :param pools: nova's PCI pools of the host.
+    :param device_nodes: node ids of the host's PCI pools with free devices
+        (:func:`host_view.pool_nodes`).
     :param agent_physnets: ``{physnet: frozenset(node ids)}`` the host's
         agent publishes, or None.
     :returns: a set, or an empty tuple when there are none.
     """
-    nodes = {pool.get('numa_node') for pool in pools
-             if pool['count'] > 0} or None
     if agent_physnets:
-        nodes = nodes or set()
+        nodes = set(device_nodes)
         for ids in agent_physnets.values():
             nodes.update(ids)
-            if len(cells) <= 1:
-                nodes.add(None)
-    if nodes is None:
+    elif device_nodes:
+        nodes = device_nodes
+    else:
         return ()
     if len(cells) <= 1:
         # One cell: every device and NIC of the host is on it.

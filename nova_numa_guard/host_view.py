@@ -72,9 +72,10 @@ _COUNTED = operator.attrgetter(
     'id', 'cpus', 'memory_mb', 'small_page_mb', 'small_page_used_mb',
     'numa_used_mb', 'pcpus', 'physnets', 'tunneled')
 
-# compute node uuid -> [topology.Host, updated, free_ram_mb, last request]
-# (the host holds the rest of the record version). A newer record replaces
-# the entry; see begin_request() for compute nodes gone.
+# compute node uuid -> [topology.Host, updated, free_ram_mb, last request,
+# free device nodes or None] (the host holds the rest of the record
+# version). A newer record replaces the entry; see begin_request() for
+# compute nodes gone.
 _MEMO = {}
 # Requests counted by begin_request() (next() is atomic: each request gets
 # its own number) and the latest number; the memo is pruned every
@@ -103,15 +104,19 @@ class HostView:
         reads it, so that live data is fetched once per request.
     :ivar agent_physnets: ``{physnet: frozenset(node ids)}`` from the same
         trusted payload, or None.
+    :ivar record: the memo entry of the host's compute record, or None when
+        the record is not memoised.
     """
 
-    __slots__ = ('host', 'built_free_ram_mb', 'live_host', 'agent_physnets')
+    __slots__ = ('host', 'built_free_ram_mb', 'live_host', 'agent_physnets',
+                 'record')
 
-    def __init__(self, host, built_free_ram_mb):
+    def __init__(self, host, built_free_ram_mb, record=None):
         self.host = host
         self.built_free_ram_mb = built_free_ram_mb
         self.live_host = None
         self.agent_physnets = None
+        self.record = record
 
     def placed_mb(self, host_state):
         """Memory placed on the host since the view was built."""
@@ -122,7 +127,8 @@ def get(host_state):
     """Return the :class:`HostView` of ``host_state``, building it once."""
     view = host_state.__dict__.get(_ATTR)
     if view is None:
-        view = HostView(host_from_state(host_state), host_state.free_ram_mb)
+        host, record = _memoised(host_state)
+        view = HostView(host, host_state.free_ram_mb, record)
         setattr(host_state, _ATTR, view)
     return view
 
@@ -168,12 +174,46 @@ def live_memory(view, trusted, reserved_host_mb):
                                trusted.untouched_mb, unseen)
 
 
+def device_nodes(view, host_state):
+    """Node ids of the host's PCI pools that have free devices.
+
+    Read from ``host_state.pci_stats`` once per compute record, and kept
+    with its memo entry: reading nova's pools costs more than weighing the
+    host. Only for requests that take no device: nova takes devices from
+    the pools as it places the instances of a request that does.
+
+    :returns: a frozenset; ``None`` stands for the pools of devices without
+        a node.
+    """
+    record = view.record
+    if record is not None:
+        nodes = record[4]
+        if nodes is not None:
+            return nodes
+    stats = host_state.pci_stats
+    nodes = pool_nodes((stats.pools if stats is not None else None) or ())
+    if record is not None:
+        record[4] = nodes
+    return nodes
+
+
+def pool_nodes(pools):
+    """Node ids of nova PCI ``pools`` that have free devices: a frozenset."""
+    return frozenset([pool.get('numa_node') for pool in pools
+                      if pool['count'] > 0])
+
+
 def host_from_state(host_state):
     """A :class:`topology.Host` of a nova ``HostState``.
 
     From the memo while the compute node record has not changed; what
     reads the same of a newer record is kept (see the module doc).
     """
+    return _memoised(host_state)[0]
+
+
+def _memoised(host_state):
+    """:func:`host_from_state`, and the record's memo entry or None."""
     key = host_state.uuid
     updated = host_state.updated
     free_ram_mb = host_state.free_ram_mb
@@ -191,7 +231,7 @@ def host_from_state(host_state):
         if (same and entry[1] == updated and updated is not None and
                 entry[2] == free_ram_mb):
             entry[3] = _REQUESTS[0]
-            return kept
+            return kept, entry
     if kept is None:
         host = topology.Host(name, cells_from_state(host_state),
                              used_mb=used_mb, ram_allocation_ratio=ratio)
@@ -200,9 +240,10 @@ def host_from_state(host_state):
         host = (kept if same and cells is kept.cells else
                 topology.Host(name, cells, used_mb=used_mb,
                               ram_allocation_ratio=ratio))
+    entry = None
     if key is not None and _settled(updated):
-        _MEMO[key] = [host, updated, free_ram_mb, _REQUESTS[0]]
-    return host
+        entry = _MEMO[key] = [host, updated, free_ram_mb, _REQUESTS[0], None]
+    return host, entry
 
 
 def cells_from_state(host_state, previous=()):

@@ -26,7 +26,14 @@ class InputError(ValueError):
     def __init__(self, source, problem):
         self.source = source
         self.problem = problem
-        super().__init__('%s: %s' % (source, problem))
+        super().__init__(_one_line('%s: %s' % (source, problem)))
+
+
+def _one_line(text):
+    """``text`` with its unprintable characters (line breaks) escaped."""
+    if text.isprintable():
+        return text
+    return ''.join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class TooLarge(InputError):

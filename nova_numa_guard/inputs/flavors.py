@@ -112,7 +112,8 @@ def parse_spec(text, source='--flavor'):
             if key in values:
                 raise InputError(source, '%s: given twice' % key)
             values[key] = value
-        elif ':' in key and ' ' not in key and len(key) <= 255:
+        elif (':' in key and ' ' not in key and len(key) <= 255 and
+                key.isprintable()):
             if key in specs:
                 raise InputError(source, '%s: given twice' % key)
             specs[key] = value

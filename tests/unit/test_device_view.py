@@ -17,6 +17,7 @@ from nova import objects
 from nova import test
 
 from nova_numa_guard import device_view
+from nova_numa_guard import host_view
 from nova_numa_guard import topology
 from tests.unit import fakes
 
@@ -117,19 +118,23 @@ class CellsTest(test.NoDBTestCase):
     def test_busy_nodes(self):
         """Ensures free devices and the agent's NICs make nodes busy."""
         cells = self.cells()
-        self.assertEqual((), device_view.busy_nodes(cells, [], None))
-        self.assertEqual((), device_view.busy_nodes(
-            cells, [dict(VF, count=0)], None))
-        self.assertEqual({1, None}, device_view.busy_nodes(
+
+        def busy(cells, pools, agent_physnets):
+            return device_view.busy_nodes(
+                cells, host_view.pool_nodes(pools), agent_physnets)
+
+        self.assertEqual((), busy(cells, [], None))
+        self.assertEqual((), busy(cells, [dict(VF, count=0)], None))
+        self.assertEqual({1, None}, busy(
             cells, [dict(VF, numa_node=1), dict(VF, numa_node=None)],
             None))
-        self.assertEqual({0}, device_view.busy_nodes(
-            cells, [], {'physnet2': frozenset([0])}))
+        self.assertEqual({0}, busy(cells, [], {'physnet2': frozenset([0])}))
+        self.assertEqual({0, 1}, busy(cells, [dict(VF, numa_node=1)],
+                                      {'physnet2': frozenset([0])}))
         # One cell, or none: every device is on it.
-        self.assertEqual({7}, device_view.busy_nodes(
+        self.assertEqual({7}, busy(
             self.cells(ids=(7,)), [dict(VF, numa_node=None)], None))
-        self.assertEqual({None}, device_view.busy_nodes(
-            (), [], {'physnet2': frozenset()}))
+        self.assertEqual({None}, busy((), [], {'physnet2': frozenset()}))
 
     def test_cells_listed_out_of_node_order(self):
         """Ensures devices land on the cell of their node, wherever it is."""
@@ -140,7 +145,8 @@ class CellsTest(test.NoDBTestCase):
             cells, [dict(VF, numa_node=0)], None, request)
         self.assertEqual(([[0], [4]], [1], True), (local, wanted, offered))
         self.assertEqual([False, True], device_view.busy_cells(
-            cells, device_view.busy_nodes(cells, [VF], None)))
+            cells, device_view.busy_nodes(
+                cells, host_view.pool_nodes([VF]), None)))
 
     def test_networks_the_host_affines_nowhere_are_left_out(self):
         """Ensures nova's rule: a physnet without affinity is no need."""

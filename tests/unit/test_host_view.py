@@ -255,6 +255,41 @@ class HostViewTest(testcase.TestCase):
             self.assertEqual(host_view._COUNTED(before),
                              host_view._COUNTED(again), name)
 
+    def test_free_device_nodes_are_read_once_per_record(self):
+        """Ensures the nodes of free PCI devices are kept with the record.
+
+        Read from the first HostState of a memoised record, again for a
+        newer record, and every time for a record that is not memoised.
+        """
+        host_view.begin_request()
+        when = timeutils.utcnow(with_timezone=True) - datetime.timedelta(
+            seconds=60)
+        vf = {'vendor_id': '8086', 'product_id': '1515', 'numa_node': 1,
+              'count': 4, 'dev_type': 'type-VF'}
+
+        def state(updated, pools):
+            hs = fakes.host_state(fakes.two_node_cells(), pools=pools)
+            hs.updated = updated
+            return hs
+
+        first = state(when, [vf, dict(vf, numa_node=0, count=0)])
+        self.assertEqual(frozenset([1]), host_view.device_nodes(
+            host_view.get(first), first))
+        # The same record: kept, whatever the HostState's pools say.
+        same = state(when, [])
+        self.assertEqual(frozenset([1]), host_view.device_nodes(
+            host_view.get(same), same))
+        newer = state(when + datetime.timedelta(seconds=1),
+                      [dict(vf, numa_node=None)])
+        self.assertEqual(frozenset([None]), host_view.device_nodes(
+            host_view.get(newer), newer))
+        young = state(timeutils.utcnow(with_timezone=True), [])
+        view = host_view.get(young)
+        self.assertIsNone(view.record)
+        self.assertEqual(frozenset(), host_view.device_nodes(view, young))
+        young.pci_stats.pools.append(vf)
+        self.assertEqual(frozenset([1]), host_view.device_nodes(view, young))
+
     def test_records_younger_than_a_second_are_not_memoised(self):
         """Ensures a record that may still change in its second is re-read.
 

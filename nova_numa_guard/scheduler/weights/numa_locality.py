@@ -109,10 +109,14 @@ class NUMALocalityWeigher(weights.BaseHostWeigher):
             view = host_view.get(host_state)
             host = view.live_host or view.host
             cells = host.cells
-            stats = host_state.pci_stats
-            pools = (stats.pools if stats is not None else None) or ()
             agent_physnets = view.agent_physnets
             if request.needs:
+                pools = ()
+                if request.pci:
+                    # As they are now: nova takes devices from them as it
+                    # places the request's instances.
+                    stats = host_state.pci_stats
+                    pools = (stats.pools if stats is not None else None) or ()
                 local, wanted, offered = device_view.local_units(
                     cells, pools, agent_physnets, request)
                 if wanted:
@@ -124,9 +128,11 @@ class NUMALocalityWeigher(weights.BaseHostWeigher):
                                                      wanted, request.spans)
                     return locality.device_score(holds, fits, local, wanted,
                                                  request.spans)
-            nodes = ()
-            if pools or agent_physnets:
-                nodes = device_view.busy_nodes(cells, pools, agent_physnets)
+            # A request that takes no device (PCI needs are always wanted):
+            # the pools are the compute record's.
+            nodes = device_view.busy_nodes(
+                cells, host_view.device_nodes(view, host_state),
+                agent_physnets)
             if request.cells is None and cells:
                 # Most hosts of most requests: one pass over the cells.
                 fits, idle, busy = fit.holding_idle(

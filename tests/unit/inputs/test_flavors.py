@@ -60,6 +60,10 @@ BAD_SPECS = [
     ('vcpus=4,ram=4096,port=tunnel:direct',
      'port=tunnel:direct: an SR-IOV port needs a physnet'),
     ('vcpus=4,ram=4096,port=a b', "port=a b: 'a b' is not a physnet name"),
+    # Unprintable characters are escaped: the message stays on one line.
+    ('vcpus=4,ram=4096,0\n0=', '0\\n0: empty value'),
+    ('vcpus=4,ram=4096,hw:a\x00=1', "unknown field 'hw:a\\x00'"),
+    ('vcpus=4,ram=4096,port=a\nb', "port=a\\nb: 'a\\nb' is not a physnet"),
 ]
 
 

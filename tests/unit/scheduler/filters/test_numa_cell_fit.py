@@ -324,9 +324,8 @@ class NUMACellFitFilterTest(test.NoDBTestCase):
 
     def test_view_is_built_once_per_request(self):
         """Ensures the host view is cached on the HostState."""
-        with mock.patch.object(host_view, 'host_from_state',
-                               autospec=True,
-                               wraps=host_view.host_from_state) as build:
+        with mock.patch.object(host_view, '_memoised', autospec=True,
+                               wraps=host_view._memoised) as build:
             for _ in range(3):
                 self.filt.host_passes(self.two_node,
                                       fakes.request_spec(16 * GB, 4))

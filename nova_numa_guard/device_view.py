@@ -204,7 +204,7 @@ def busy_nodes(cells, device_nodes, agent_physnets):
         (:func:`host_view.pool_nodes`).
     :param agent_physnets: ``{physnet: frozenset(node ids)}`` the host's
         agent publishes, or None.
-    :returns: a set, or an empty tuple when there are none.
+    :returns: a set or frozenset, or an empty tuple when there are none.
     """
     if agent_physnets:
         nodes = set(device_nodes)

@@ -37,6 +37,9 @@ removed, and a guest without a NUMA topology changes no cell). Building the
 cells again costs little; freeing the old ones, far from the processor's
 caches by then, cost about half as much as reading nova's objects.
 
+The memo entry of a record also keeps the nodes of its free PCI devices once
+a request that takes no device asked for them (:func:`device_nodes`).
+
 The scheduler may judge requests on several threads at once: the memo is
 only read, replaced entry by entry and pruned from a snapshot, never iterated
 while others write to it.

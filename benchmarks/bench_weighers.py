@@ -30,7 +30,8 @@ repetitions; a case's ratio is its time per host over RAMWeigher's in the
 same repetition, and the figure is the median of those ratios. The garbage
 collector stays on (collected before each timed run). "best" is how many
 hosts share the best weight: RAMWeigher tells every host apart, PCIWeigher
-and NUMALocalityWeigher rank hosts in groups.
+and NUMALocalityWeigher rank hosts in groups. Last, the memory the filter
+and the weigher keep per host between requests, at the largest host count.
 
 Usage: python benchmarks/bench_weighers.py [--hosts 1000 10000]
        [--repeat 7]
@@ -42,6 +43,7 @@ import random
 import statistics
 import sys
 import time
+import tracemalloc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, 'benchmarks')]
@@ -53,6 +55,7 @@ from nova.scheduler.weights import pci  # noqa: E402
 from nova.scheduler.weights import ram  # noqa: E402
 
 import bench_filters  # noqa: E402
+from nova_numa_guard import host_view  # noqa: E402
 from nova_numa_guard import nova_hosts  # noqa: E402
 from nova_numa_guard.scheduler.filters import numa_cell_fit  # noqa: E402
 from nova_numa_guard.scheduler.weights import numa_locality  # noqa: E402
@@ -141,6 +144,30 @@ def run_once(weigher, hosts, spec):
     return elapsed / len(hosts), weighed
 
 
+def retained_per_host(guard, weigher, count, spec):
+    """Bytes the filter and the weigher keep per host between requests.
+
+    As ``bench_filters.retained_per_host``, on these hosts (with PCI
+    pools), the weigher ranking the hosts the filter passed.
+    """
+    host_view._MEMO.clear()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        hosts = build_hosts(count)
+        passed = list(guard.filter_all(bench_filters.fresh_copies(hosts),
+                                       spec))
+        weights.HostWeightHandler().get_weighed_objects([weigher], passed,
+                                                        spec)
+        del hosts, passed
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    return (after - before) / count
+
+
 def main(argv=None):
     args = bench_filters.parse_args(argv, __doc__.splitlines()[0])
     nova.conf.CONF([], project='nova')
@@ -189,6 +216,9 @@ def main(argv=None):
                     count, label, name,
                     statistics.median(samples[name]) * 1e6, ratio,
                     best[name]))
+    print('retained by NUMACellFitFilter and NUMALocalityWeigher per host, '
+          'plain request: %.0f bytes' % retained_per_host(
+              guard, locality, max(args.hosts), requests[0][1]))
     print('worst NUMALocalityWeigher / RAMWeigher ratio: %.2f plain '
           '(target 1.0), %.2f SR-IOV (target 2.0); alone: %.2f plain, '
           '%.2f SR-IOV' % (

@@ -169,7 +169,11 @@ def _accounted_room(host, reserve, estimate):
     ratio = host.ram_allocation_ratio
     room = []
     for cell in host.cells:
-        cap = cell.small_page_mb - per_node.get(cell.id, default)
+        node_reserve = per_node.get(cell.id, default) if per_node else default
+        # Without a reserve, the cell's own figure: no int of its own to
+        # keep for as long as the host lives.
+        cap = (cell.small_page_mb - node_reserve if node_reserve else
+               cell.small_page_mb)
         room.append((cap, _accounted_free(cell, cap, ratio, per_cell, per_mb),
                      len(cell.cpus) if cell.small_page_mb > 0 else 0,
                      bool(cell.tunneled or cell.physnets), cell.id))

@@ -27,8 +27,9 @@ record updated less than a second before the request began is not memoised:
 a second write within the same second could keep its timestamp. nova reads
 the records before the filters run, so a record written just before that
 read and rewritten within the same second, with the same free memory (one
-guest replaced by another of the same size on another cell), could still be
-memoised as first read: rare, and gone at the record's next write.
+guest replaced by another of the same size on another cell, or by one with
+the same memory and a device on another node), could still be memoised as
+first read: rare, and gone at the record's next write.
 
 A newer record whose cells read the same as the memoised ones keeps their
 :class:`topology.Cell` objects, and the whole host when nothing else the view
@@ -42,7 +43,8 @@ a request that takes no device asked for them (:func:`device_nodes`).
 
 The scheduler may judge requests on several threads at once: the memo is
 only read, replaced entry by entry and pruned from a snapshot, never iterated
-while others write to it.
+while others write to it. An entry itself changes only in its last use and
+its device nodes, which every thread works out the same for the same record.
 """
 
 import datetime
@@ -74,6 +76,13 @@ _NETWORK_FIELDS = operator.attrgetter(*map(nova_objects.get_attrname, (
 _COUNTED = operator.attrgetter(
     'id', 'cpus', 'memory_mb', 'small_page_mb', 'small_page_used_mb',
     'numa_used_mb', 'pcpus', 'physnets', 'tunneled')
+
+# The sets of nodes with free devices, each kept once for all the memo
+# entries with the same (a fleet has few: {0}, {1}, {0, 1}...); a host
+# without free devices has the empty one.
+_NO_NODES = frozenset()
+_NODE_SETS = {_NO_NODES: _NO_NODES}
+_MAX_NODE_SETS = 256
 
 # compute node uuid -> [topology.Host, updated, free_ram_mb, last request,
 # free device nodes or None] (the host holds the rest of the record
@@ -202,8 +211,14 @@ def device_nodes(view, host_state):
 
 def pool_nodes(pools):
     """Node ids of nova PCI ``pools`` that have free devices: a frozenset."""
-    return frozenset([pool.get('numa_node') for pool in pools
-                      if pool['count'] > 0])
+    nodes = frozenset([pool.get('numa_node') for pool in pools
+                       if pool['count'] > 0])
+    shared = _NODE_SETS.get(nodes)
+    if shared is not None:
+        return shared
+    if len(_NODE_SETS) < _MAX_NODE_SETS:
+        _NODE_SETS.setdefault(nodes, nodes)
+    return nodes
 
 
 def host_from_state(host_state):
@@ -225,7 +240,7 @@ def _memoised(host_state):
     name = host_state.host
     entry = _MEMO.get(key)
     # Read as one list; other threads may replace it, never change it but
-    # for its last use.
+    # for its last use and device nodes.
     kept = None
     if entry is not None:
         kept = entry[0]

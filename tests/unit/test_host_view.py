@@ -155,13 +155,25 @@ class HostViewTest(testcase.TestCase):
         self.assertIsNot(first, host_view.host_from_state(again))
         self.assertEqual(first.used_mb + 2048,
                          host_view.host_from_state(again).used_mb)
-        for name, value in (('total_usable_ram_mb', 1024),
-                            ('ram_allocation_ratio', 2.0),
-                            ('host', 'renamed')):
-            changed = fakes.host_state(fakes.two_node_cells())
-            changed.updated = state.updated
-            setattr(changed, name, value)
-            self.assertIsNot(first, host_view.host_from_state(changed), name)
+        when = state.updated
+        for name, value, read in (
+                ('total_usable_ram_mb', state.total_usable_ram_mb + 1024,
+                 ('used_mb', first.used_mb + 1024)),
+                ('ram_allocation_ratio', 2.0, ('ram_allocation_ratio', 2.0)),
+                ('host', 'renamed', ('name', 'renamed'))):
+            # In the same record and in a newer one (which keeps the cells),
+            # each after the unchanged record.
+            for newer in (0, 1):
+                when += datetime.timedelta(seconds=2)
+                unchanged = fakes.host_state(fakes.two_node_cells())
+                unchanged.updated = when
+                kept = host_view.host_from_state(unchanged)
+                changed = fakes.host_state(fakes.two_node_cells())
+                changed.updated = when + datetime.timedelta(seconds=newer)
+                setattr(changed, name, value)
+                host = host_view.host_from_state(changed)
+                self.assertEqual(read[1], getattr(host, read[0]), name)
+                self.assertIs(kept.cells, host.cells)
         newer = fakes.host_state(fakes.two_node_cells()[:1])
         newer.updated += datetime.timedelta(seconds=1)
         self.assertEqual(1, len(host_view.host_from_state(newer).cells))
@@ -244,9 +256,11 @@ class HostViewTest(testcase.TestCase):
             changed.numa_topology = objects.NUMATopology(
                 cells=[_cell(**dict(base, **change))])
             cell = host_view.host_from_state(changed).cells[0]
-            self.assertIsNot(before, cell, name)
-            self.assertEqual(host_view._from_storage(
-                changed.numa_topology.cells[0]).__slots__, cell.__slots__)
+            self.assertEqual(host_view._COUNTED(host_view._from_storage(
+                changed.numa_topology.cells[0])),
+                host_view._COUNTED(cell), name)
+            self.assertNotEqual(host_view._COUNTED(before),
+                                host_view._COUNTED(cell), name)
             # Back to the first record: read again, not kept.
             when += datetime.timedelta(seconds=1)
             state.updated = when
@@ -289,6 +303,11 @@ class HostViewTest(testcase.TestCase):
         self.assertEqual(frozenset(), host_view.device_nodes(view, young))
         young.pci_stats.pools.append(vf)
         self.assertEqual(frozenset([1]), host_view.device_nodes(view, young))
+        # Hosts with the same nodes share one set.
+        self.assertIs(host_view.pool_nodes([vf]),
+                      host_view.pool_nodes([dict(vf, count=1)]))
+        self.assertIs(host_view.pool_nodes([]),
+                      host_view.pool_nodes([dict(vf, count=0)]))
 
     def test_records_younger_than_a_second_are_not_memoised(self):
         """Ensures a record that may still change in its second is re-read.

@@ -13,6 +13,7 @@
 """NUMALocalityWeigher on HostStates built as nova builds them."""
 
 import copy
+import datetime
 import logging
 from unittest import mock
 
@@ -346,6 +347,30 @@ class WeigherTest(WeigherTestCase):
         # node 0 has no room for a fourth, node 1 never had.
         hosts[0].free_ram_mb -= 3 * GUEST_MB
         self.assertEqual([0.25], list(self.raw(hosts, spec).values()))
+
+    def test_a_plain_request_follows_the_devices_of_a_newer_record(self):
+        """Ensures the nodes of free devices, kept per compute record, are
+        read again when the record changes.
+        """
+        hosts = self.hosts('vfs-on-node1-both-free')
+        spec = REQUESTS['plain']()
+        self.assertEqual([0.75], list(self.raw(hosts, spec).values()))
+        # The VFs were taken: a newer record of the same compute node.
+        cells, _ = SHAPES['vfs-on-node1-both-free']
+        newer = host('vfs-on-node1-both-free', cells, [vfs(1, count=0)])
+        newer.updated = hosts[0].updated + datetime.timedelta(seconds=1)
+        self.assertEqual(hosts[0].uuid, newer.uuid)
+        self.assertEqual([1.0], list(self.raw([newer], spec).values()))
+
+    def test_a_request_for_devices_reads_the_pools_as_they_are(self):
+        """Ensures a multi-create sees the devices its earlier instances
+        took: nova takes them from the HostState's pools as it places them.
+        """
+        hosts = self.hosts('vfs-on-free-node0')
+        spec = REQUESTS['sriov-port']()
+        self.assertEqual([1.0], list(self.raw(hosts, spec).values()))
+        hosts[0].pci_stats.pools[0]['count'] = 0
+        self.assertEqual([0.5], list(self.raw(hosts, spec).values()))
 
     def test_hugepage_guest_needs_free_pages_next_to_the_vf(self):
         """Ensures a hugepage guest is fitted on its page size."""

@@ -149,12 +149,11 @@ def fresh_copies(hosts):
 def change_records(hosts, indexes, guests):
     """Give the hosts of ``indexes`` a newer record: a guest came or went.
 
-    As nova's resource tracker rewrites a record: a millisecond newer
-    (many repetitions must not bring it within the second that the guard
-    does not memoise), with
-    :data:`GUEST_MB` more or less used; on the first cell (and its smallest
-    page pool) for every other host (a NUMA guest), no cell changed for the
-    others (a guest without a NUMA topology).
+    As nova's resource tracker rewrites a record: with :data:`GUEST_MB`
+    more or less used; on the first cell (and its smallest page pool) for
+    every other host (a NUMA guest), no cell changed for the others (a
+    guest without a NUMA topology). A millisecond newer: many repetitions
+    must not bring it within the second that the guard does not memoise.
 
     :param guests: set of the indexes of hosts with the guest now; updated.
     """

@@ -106,8 +106,14 @@ def node_reserve_mb(reserve, node_id):
 
 
 def capacity_mb(cell, reserve=NO_RESERVE):
-    """Small-page memory of the cell a guest may use, after the reserve."""
-    return cell.small_page_mb - node_reserve_mb(reserve, cell.id)
+    """Small-page memory of the cell a guest may use, after the reserve.
+
+    Without a reserve, the cell's own figure: no new int, which a host kept
+    across requests (:func:`_accounted_room`) would keep too.
+    """
+    node_reserve = node_reserve_mb(reserve, cell.id)
+    return (cell.small_page_mb - node_reserve if node_reserve else
+            cell.small_page_mb)
 
 
 def _non_numa_share(host, estimate):
@@ -165,15 +171,10 @@ def _accounted_room(host, reserve, estimate):
     else:
         share = _non_numa_share(host, estimate)
     per_cell, per_mb = share
-    default, per_node = reserve
     ratio = host.ram_allocation_ratio
     room = []
     for cell in host.cells:
-        node_reserve = per_node.get(cell.id, default) if per_node else default
-        # Without a reserve, the cell's own figure: no int of its own to
-        # keep for as long as the host lives.
-        cap = (cell.small_page_mb - node_reserve if node_reserve else
-               cell.small_page_mb)
+        cap = capacity_mb(cell, reserve)
         room.append((cap, _accounted_free(cell, cap, ratio, per_cell, per_mb),
                      len(cell.cpus) if cell.small_page_mb > 0 else 0,
                      bool(cell.tunneled or cell.physnets), cell.id))

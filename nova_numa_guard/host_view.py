@@ -71,11 +71,6 @@ _POOL_FIELDS = operator.attrgetter(*map(nova_objects.get_attrname, (
     'total', 'reserved', 'used')))
 _NETWORK_FIELDS = operator.attrgetter(*map(nova_objects.get_attrname, (
     'physnets', 'tunneled')))
-# What topology.Cell.counted() sets from a nova cell: cells with the same
-# are the same.
-_COUNTED = operator.attrgetter(
-    'id', 'cpus', 'memory_mb', 'small_page_mb', 'small_page_used_mb',
-    'numa_used_mb', 'pcpus', 'physnets', 'tunneled')
 
 # The sets of nodes with free devices, each kept once for all the memo
 # entries with the same (a fleet has few: {0}, {1}, {0, 1}...); a host
@@ -194,8 +189,8 @@ def device_nodes(view, host_state):
     host. Only for requests that take no device: nova takes devices from
     the pools as it places the instances of a request that does.
 
-    :returns: a frozenset; ``None`` stands for the pools of devices without
-        a node.
+    :returns: a frozenset, holding ``None`` when some pool's devices have
+        no node.
     """
     record = view.record
     if record is not None:
@@ -279,7 +274,8 @@ def cells_from_state(host_state, previous=()):
         cells = numa.cells
     built = [cell_from_nova(cell) for cell in cells]
     if previous and len(previous) == len(built):
-        built = [old if _COUNTED(old) == _COUNTED(new) else new
+        same = topology.COUNTED_FIELDS
+        built = [old if same(old) == same(new) else new
                  for new, old in zip(built, previous)]
         if all(map(operator.is_, built, previous)):
             return previous

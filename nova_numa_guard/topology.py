@@ -17,6 +17,7 @@ parsers, the simulator and the vNUMA planner all build and read these objects.
 Memory is in MiB, like nova's ``NUMACell.memory``.
 """
 
+import operator
 import types
 
 # The size of a small (base) page, KiB: the page pool a host cell's
@@ -27,8 +28,17 @@ NO_PHYSNETS = frozenset()
 _NOTHING = types.MappingProxyType({})
 # CPU counts as shared range objects (Cell.counted()), for the counts
 # hosts have.
-_MAX_RANGE = 1025
-_RANGES = tuple(range(count) for count in range(_MAX_RANGE))
+_RANGES = tuple(range(count) for count in range(1025))
+# What Cell.counted() sets from its arguments: two counted cells with the
+# same are the same cell.
+COUNTED_FIELDS = operator.attrgetter(
+    'id', 'cpus', 'memory_mb', 'small_page_mb', 'small_page_used_mb',
+    'numa_used_mb', 'pcpus', 'physnets', 'tunneled')
+
+
+def _counted(count):
+    """``range(count)``, shared for the counts hosts have."""
+    return _RANGES[count] if count < len(_RANGES) else range(count)
 
 
 class Cell:
@@ -98,14 +108,12 @@ class Cell:
         """
         cell = object.__new__(cls)
         cell.id = id
-        count = len(cpus)
-        cell.cpus = _RANGES[count] if count < _MAX_RANGE else range(count)
+        cell.cpus = _counted(len(cpus))
         cell.memory_mb = memory_mb
         cell.small_page_mb = small_page_mb
         cell.small_page_used_mb = small_page_used_mb
         cell.numa_used_mb = numa_used_mb
-        count = len(pcpus) if pcpus else 0
-        cell.pcpus = _RANGES[count] if count < _MAX_RANGE else range(count)
+        cell.pcpus = _counted(len(pcpus) if pcpus else 0)
         cell.hugepages = _NOTHING
         cell.physnets = frozenset(physnets) if physnets else NO_PHYSNETS
         cell.tunneled = bool(tunneled)

@@ -21,6 +21,7 @@ from oslo_utils import fixture as utils_fixture
 from oslo_utils import timeutils
 
 from nova_numa_guard import host_view
+from nova_numa_guard import topology
 from tests import testcase
 from tests.unit import fakes
 
@@ -256,18 +257,18 @@ class HostViewTest(testcase.TestCase):
             changed.numa_topology = objects.NUMATopology(
                 cells=[_cell(**dict(base, **change))])
             cell = host_view.host_from_state(changed).cells[0]
-            self.assertEqual(host_view._COUNTED(host_view._from_storage(
+            self.assertEqual(topology.COUNTED_FIELDS(host_view._from_storage(
                 changed.numa_topology.cells[0])),
-                host_view._COUNTED(cell), name)
-            self.assertNotEqual(host_view._COUNTED(before),
-                                host_view._COUNTED(cell), name)
+                topology.COUNTED_FIELDS(cell), name)
+            self.assertNotEqual(topology.COUNTED_FIELDS(before),
+                                topology.COUNTED_FIELDS(cell), name)
             # Back to the first record: read again, not kept.
             when += datetime.timedelta(seconds=1)
             state.updated = when
             again = host_view.host_from_state(state).cells[0]
             self.assertIsNot(cell, again, name)
-            self.assertEqual(host_view._COUNTED(before),
-                             host_view._COUNTED(again), name)
+            self.assertEqual(topology.COUNTED_FIELDS(before),
+                             topology.COUNTED_FIELDS(again), name)
 
     def test_free_device_nodes_are_read_once_per_record(self):
         """Ensures the nodes of free PCI devices are kept with the record.

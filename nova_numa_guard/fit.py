@@ -384,18 +384,13 @@ def judge(host, memory_mb, vcpus, reserve=NO_RESERVE, cpu_fit=True,
         return PASS
     default, per_node = reserve
     live = host.live
+    net = host.net_free
     estimated = None
-    unseen = 0
     if live is None:
         per_cell, per_mb = _non_numa_share(host, estimate)
         ratio = host.ram_allocation_ratio
-    elif live.untouched_mb is None:
+    elif net is None:
         estimated = free_mb(host, reserve, estimate)
-    else:
-        figures, untouched = live.free_mb, live.untouched_mb
-        # Every cell less all of the unseen memory first: a lower bound of
-        # the levelled figure, exact enough to pass most hosts cheaply.
-        unseen = live.unseen_mb or 0
     fitting = []
     best = None
     slots = 0
@@ -417,13 +412,16 @@ def judge(host, memory_mb, vcpus, reserve=NO_RESERVE, cpu_fit=True,
         elif estimated is not None:
             free = estimated[index]
         else:
-            free = (figures[cell.id] - node_reserve - untouched[cell.id] -
-                    unseen)
+            # Every cell less all of the unseen memory first: a lower bound
+            # of the levelled figure, exact enough to pass most hosts
+            # cheaply.
+            free = net[index] - node_reserve
         if free >= memory_mb:
             slots += free // memory_mb
             if slots > placed:
                 return PASS
         fitting.append((index, cell.id, free))
+    unseen = (live.unseen_mb or 0) if fitting and net is not None else 0
     if fitting and unseen and not placed:
         # Near the limit: the unseen memory charged to the roomiest cells
         # that fit the guest first. However those guests settle, the

@@ -199,13 +199,18 @@ class Host:
     :param live: :class:`LiveMemory` covering every cell, when a live source
         has fresh data for the host (see :meth:`with_live`); else None.
 
+    :ivar net_free: per cell, in the order of :attr:`cells`, the live free
+        memory less the guest memory not touched yet and the unseen guest
+        memory (MB), when :attr:`live` gives them all; else None. Worked out
+        once per host, so that judging it reads one tuple.
+
     A host is never changed once built; :attr:`derived` holds what
     :mod:`nova_numa_guard.fit` last derived from it, so that a host kept
     across requests (the scheduler's memo) is not worked out again.
     """
 
     __slots__ = ('name', 'cells', 'used_mb', 'ram_allocation_ratio', 'live',
-                 'derived')
+                 'net_free', 'derived')
 
     def __init__(self, name, cells, used_mb=0, ram_allocation_ratio=1.0,
                  live=None):
@@ -214,6 +219,10 @@ class Host:
         self.used_mb = used_mb
         self.ram_allocation_ratio = ram_allocation_ratio
         self.live = live
+        self.net_free = None
+        if live is not None:
+            net = _net_free(self.cells, live)
+            self.net_free = None if net is _UNCOVERED else net
         self.derived = None
 
     def with_live(self, live):
@@ -222,7 +231,8 @@ class Host:
         :param live: :class:`LiveMemory`; unless it covers every cell, the
             host is returned unchanged (live data is all or nothing).
         """
-        if not live.covers(self.cells):
+        net = _net_free(self.cells, live)
+        if net is _UNCOVERED:
             return self
         host = object.__new__(Host)
         host.name = self.name
@@ -230,6 +240,7 @@ class Host:
         host.used_mb = self.used_mb
         host.ram_allocation_ratio = self.ram_allocation_ratio
         host.live = live
+        host.net_free = net
         host.derived = self.derived
         return host
 
@@ -238,3 +249,22 @@ class Host:
             return 'Host(%r, cells=%r)' % (self.name, list(self.cells))
         return 'Host(%r, cells=%r, live=%r)' % (
             self.name, list(self.cells), self.live)
+
+
+def _net_free(cells, live):
+    """:attr:`Host.net_free` of ``cells`` with ``live``.
+
+    In the same pass, whether ``live`` covers them (:meth:`LiveMemory.
+    covers`): :data:`_UNCOVERED` when it does not.
+    """
+    free, untouched = live.free_mb, live.untouched_mb
+    if untouched is None:
+        return None if live.covers(cells) else _UNCOVERED
+    unseen = live.unseen_mb or 0
+    try:
+        return tuple([free[c.id] - untouched[c.id] - unseen for c in cells])
+    except KeyError:
+        return _UNCOVERED
+
+
+_UNCOVERED = object()

@@ -36,6 +36,10 @@ from nova_numa_guard.live import source
 from nova_numa_guard.live import store
 
 
+_GAPS = {store.UNREACHABLE: source.UNREACHABLE_HOST,
+         store.OVER_BUDGET: source.OVER_BUDGET_HOST}
+
+
 class CacheSource(source.PayloadSource):
     """Live per-node memory that the agents publish in memcached."""
 
@@ -59,6 +63,7 @@ class CacheSource(source.PayloadSource):
         values = []
         wanted = []
         keys = []
+        known = []
         for entry in entries:
             fetched = entry.fetched_at
             if fetched is not None and now - fetched < window:
@@ -70,23 +75,22 @@ class CacheSource(source.PayloadSource):
             wanted.append(len(values))
             values.append(None)
             keys.append(key)
+            # The bytes verified last: the same bytes come back as this
+            # object, which the source then knows by identity.
+            known.append(entry.mark)
         if not keys:
             return values
         try:
-            found, unreachable, over_budget = self.store.get_multi(
-                keys, self.byte_budget(len(keys)), self.max_bytes)
+            found = self.store.get_list(keys, self.byte_budget(len(keys)),
+                                        self.max_bytes, known)
         except store.StoreError as exc:
             raise source.Unavailable(str(exc))
-        gaps = dict.fromkeys(unreachable, source.UNREACHABLE_HOST)
-        gaps.update(dict.fromkeys(over_budget, source.OVER_BUDGET_HOST))
-        get = found.get
-        for index, key in zip(wanted, keys):
-            value = get(key) if not gaps else gaps.get(key) or get(key)
-            if type(value) is store.TooLarge:
-                # Kept instead of the bytes, which were never read.
-                value = payload.Untrusted(payload.TOO_LARGE, '%d bytes, more '
-                                          'than %d' % (value.size,
-                                                       self.max_bytes))
+        for index, value in zip(wanted, found):
+            if value is not None and type(value) is not bytes:
+                value = _GAPS.get(value) or payload.Untrusted(
+                    # Kept instead of the bytes, which were never read.
+                    payload.TOO_LARGE, '%d bytes, more than %d' % (
+                        value.size, self.max_bytes))
             entry = entries[index]
             entry.fetched_at, entry.value = now, value
             values[index] = value

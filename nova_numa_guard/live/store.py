@@ -24,7 +24,9 @@ of dogpile's or oslo.cache's internals runs inside nova-scheduler:
   works on the next batch while this one is parsed), and ``set``. Values are
   raw bytes both ways: nothing is ever unpickled, whatever flags a writer
   set. pymemcache's reader cost 4 to 6 microseconds per key, more than the
-  scheduler can spend per host.
+  scheduler can spend per host. Replies are read key by key in the order
+  asked (:meth:`MemcacheStore.get_list`), and a value that reads as the one
+  the caller already holds is handed back as that object.
 * Every call has **one deadline** for all its socket operations, not a
   timeout per read: a server that trickles one byte at a time cannot hold a
   request longer than the deadline.
@@ -59,6 +61,7 @@ second is bounded is worth more than two.
 """
 
 import hashlib
+import re
 import socket
 import ssl
 import threading
@@ -78,6 +81,9 @@ BATCH = 100
 RECV_SIZE = 256 * 1024
 # The longest reply line: "VALUE <key of 250> <flags> <bytes>".
 _MAX_LINE = 512
+# A reply's value line, as memcached writes it for a "get".
+_VALUE_LINE = re.compile(
+    rb'VALUE ([^ \r\n]{1,250}) [0-9]{1,10} ([0-9]{1,10})\r\n')
 # Idle connections kept per server.
 POOL_SIZE = 4
 # How long a call waits past its deadline for a server's reader thread
@@ -109,7 +115,7 @@ class ProtocolError(OSError):
 class TooLarge:
     """A value larger than the call's ``max_value``, refused unread.
 
-    :meth:`MemcacheStore.get_multi` returns it instead of the bytes.
+    :meth:`MemcacheStore.get_list` returns it instead of the bytes.
 
     :ivar size: the size the server announced, in bytes.
     """
@@ -121,6 +127,24 @@ class TooLarge:
 
     def __repr__(self):
         return 'TooLarge(%d)' % self.size
+
+
+class _Gap:
+    """Why :meth:`MemcacheStore.get_list` has no value for a key."""
+
+    __slots__ = ('reason',)
+
+    def __init__(self, reason):
+        self.reason = reason
+
+    def __repr__(self):
+        return '<%s>' % self.reason
+
+
+# get_list() values: the key's server failed or is left alone; the byte
+# budget ran out before the key was read.
+UNREACHABLE = _Gap('unreachable')
+OVER_BUDGET = _Gap('over budget')
 
 
 def key(prefix, host):
@@ -216,30 +240,40 @@ class _Connection:
                 pass
             self._sock = None
 
-    def get_many(self, keys, max_value, found):
-        """Add to ``found`` the keys found; one pipelined round trip.
+    def get_many(self, keys, max_value, out, known=None):
+        """Fill ``out`` (a list of ``None``, one per key) with the values of
+        ``keys`` found; one pipelined round trip.
 
-        A value larger than ``max_value`` bytes is not read: ``found`` gets
-        a :class:`TooLarge` for it. Values of keys not asked for are skipped.
+        A value larger than ``max_value`` bytes is not read: ``out`` gets a
+        :class:`TooLarge` for it. Values of keys not asked for are skipped.
 
-        :raises BudgetExceeded: when the byte budget ran out; ``found``
-            holds what was read before.
+        :param known: None, or a list aligned with ``keys`` of the values
+            the caller holds: a value that reads the same as its known one
+            is given as that very object.
+        :raises BudgetExceeded: when the byte budget ran out; ``out`` holds
+            what was read before.
         :raises OSError: on any socket or protocol failure (the connection
             is then closed).
         """
         try:
-            self._get_many(keys, max_value, found)
+            self._get_many(keys, max_value, out, known)
         except BaseException:
             self.close()
             raise
 
-    def _get_many(self, keys, max_value, found):
+    def _get_many(self, keys, max_value, out, known):
         sock = self._socket()
-        batches = [keys[i:i + BATCH] for i in range(0, len(keys), BATCH)]
-        sock.sendall(b''.join(
-            b'get ' + ' '.join(batch).encode('ascii') + b'\r\n'
-            for batch in batches))
-        wanted = set(keys)
+        names = [k.encode('ascii') for k in keys]
+        batches = range(0, len(names), BATCH)
+        sock.sendall(b''.join(b'get ' + b' '.join(names[i:i + BATCH]) +
+                              b'\r\n' for i in batches))
+        # memcached answers in the order asked, leaving out the keys it does
+        # not hold: the next key asked for is found by one comparison, any
+        # other (a key left out before it, one not asked for) by the index
+        # of every key, built when first needed.
+        at = 0
+        index = None
+        match = _VALUE_LINE.match
         ends = 0
         # The reply from ``pos`` on. A read appends to what is left of a
         # line (at most _MAX_LINE bytes); the reads of a value are joined
@@ -247,33 +281,39 @@ class _Connection:
         buf = b''
         pos = 0
         while ends < len(batches):
-            line_end = buf.find(b'\r\n', pos)
-            if line_end < 0:
-                if len(buf) - pos > _MAX_LINE:
-                    raise ProtocolError('a reply line longer than %d bytes'
-                                        % _MAX_LINE)
-                buf = buf[pos:] + sock.recv(RECV_SIZE)
-                pos = 0
-                continue
-            if line_end == pos + 3 and buf.startswith(b'END', pos):
-                ends += 1
-                pos = line_end + 2
-                continue
-            fields = buf[pos:line_end].split()
-            if (len(fields) != 4 or fields[0] != b'VALUE' or
-                    not fields[3].isdigit()):
+            header = match(buf, pos)
+            if header is None:
+                line_end = buf.find(b'\r\n', pos)
+                if line_end < 0:
+                    if len(buf) - pos > _MAX_LINE:
+                        raise ProtocolError('a reply line longer than %d '
+                                            'bytes' % _MAX_LINE)
+                    buf = buf[pos:] + sock.recv(RECV_SIZE)
+                    pos = 0
+                    continue
+                if line_end == pos + 3 and buf.startswith(b'END', pos):
+                    ends += 1
+                    pos = line_end + 2
+                    continue
                 raise ProtocolError('unexpected reply %r' %
                                     buf[pos:line_end][:40])
-            name = fields[1].decode('latin-1')
-            size = int(fields[3])
-            start = line_end + 2
+            name, size = header.groups()
+            if at < len(names) and names[at] == name:
+                position = at
+            else:
+                if index is None:
+                    index = {n: i for i, n in enumerate(names)}
+                position = index.get(name)
+            size = int(size)
+            start = header.end()
             end = start + size
             missing = end + 2 - len(buf)
-            if size > max_value or name not in wanted:
+            if size > max_value or position is None:
                 # Too large, or not asked for: skipped unread, and only if
                 # the budget affords it.
-                if name in wanted:
-                    found[name] = TooLarge(size)
+                if position is not None:
+                    out[position] = TooLarge(size)
+                    at = position + 1
                 if missing > self.limits.budget:
                     raise BudgetExceeded('a value of %d bytes past the byte '
                                          'budget' % size)
@@ -293,7 +333,13 @@ class _Connection:
             if not buf.startswith(b'\r\n', end):
                 raise ProtocolError('a value of %d bytes not followed by '
                                     'CRLF' % size)
-            found[name] = buf[start:end]
+            old = known[position] if known is not None else None
+            if (type(old) is bytes and len(old) == size and
+                    buf.startswith(old, start)):
+                out[position] = old
+            else:
+                out[position] = buf[start:end]
+            at = position + 1
             pos = end + 2
 
     def set_many(self, items, ttl):
@@ -502,7 +548,36 @@ class MemcacheStore:
             by_server.setdefault(self._ring.get_node(k), []).append(k)
         return by_server
 
+    def _positions(self, keys):
+        """``{server name: [position in keys, ...]}``; None for all."""
+        if len(self._servers) == 1:
+            return {next(iter(self._servers)): None}
+        positions = {}
+        get_node = self._ring.get_node
+        for position, k in enumerate(keys):
+            positions.setdefault(get_node(k), []).append(position)
+        return positions
+
     def get_multi(self, keys, max_bytes, max_value=_MAX_VALUE):
+        """:meth:`get_list` as maps.
+
+        :returns: ``(values, unreachable, over_budget)``: ``{key: bytes}``
+            of the keys found (a :class:`TooLarge` for a value larger than
+            ``max_value``); the keys whose server failed or is left alone;
+            the keys not read because the byte budget ran out.
+        :raises StoreError: when no server could be read at all.
+        """
+        values, unreachable, over_budget = {}, [], []
+        for k, value in zip(keys, self.get_list(keys, max_bytes, max_value)):
+            if value is UNREACHABLE:
+                unreachable.append(k)
+            elif value is OVER_BUDGET:
+                over_budget.append(k)
+            elif value is not None:
+                values[k] = value
+        return values, unreachable, over_budget
+
+    def get_list(self, keys, max_bytes, max_value=_MAX_VALUE, known=None):
         """Fetch ``keys`` within one deadline and ``max_bytes``.
 
         The servers are read at the same time, each until the call's
@@ -512,30 +587,43 @@ class MemcacheStore:
 
         :param max_value: the largest value read; a larger one is refused
             from its header, unread.
-        :returns: ``(values, unreachable, over_budget)``: ``{key: bytes}``
-            of the keys found (a :class:`TooLarge` for a value larger than
-            ``max_value``); the keys whose server failed or is left alone;
-            the keys not read because the byte budget ran out.
+        :param known: None, or a list aligned with ``keys`` of the values
+            the caller holds: a value that reads the same as its known one
+            comes back as that very object, so that the caller tells it
+            unchanged by identity.
+        :returns: a list aligned with ``keys``: bytes, None when nothing is
+            stored, a :class:`TooLarge` for a value larger than
+            ``max_value``, :data:`UNREACHABLE` when the key's server failed
+            or is left alone, :data:`OVER_BUDGET` when the byte budget ran
+            out before it was read.
         :raises StoreError: when no server could be read at all.
         """
         deadline = time.monotonic() + self.timeout
-        by_server = self._by_server(keys)
+        by_server = self._positions(keys)
+        values = [None] * len(keys)
         results = {}
         jobs = []
         now = time.monotonic()
-        for name, server_keys in by_server.items():
+        for name, positions in by_server.items():
             if now < self._servers[name].dead_until:
                 results[name] = StoreError('failed less than %d s ago' %
                                            DEAD_SECONDS)
             else:
-                jobs.append((name, server_keys))
+                jobs.append((name, positions))
 
-        def fetch(name, server_keys):
-            share = max_bytes * len(server_keys) // len(keys)
+        def fetch(name, positions):
+            if positions is None:
+                server_keys, server_known, out = keys, known, values
+            else:
+                server_keys = [keys[p] for p in positions]
+                server_known = (None if known is None else
+                                [known[p] for p in positions])
+                out = [None] * len(positions)
+            share = max_bytes * len(server_keys) // max(1, len(keys))
             try:
-                results[name] = self._fetch(self._servers[name],
-                                            server_keys, deadline, share,
-                                            max_value)
+                results[name] = out, self._fetch(
+                    self._servers[name], server_keys, deadline, share,
+                    max_value, out, server_known)
             except Exception as exc:
                 results[name] = exc
 
@@ -547,30 +635,33 @@ class MemcacheStore:
             fetch(*jobs[0])
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()) + _JOIN_GRACE)
-        values, unreachable, over_budget = {}, [], []
         failures = []
-        for name, server_keys in by_server.items():
+        for name, positions in by_server.items():
             result = results.get(name)
             if type(result) is tuple:
-                found, cut = result
-                if values:
-                    values.update(found)
-                else:
-                    values = found
+                out, cut = result
+                if positions is not None:
+                    for position, value in zip(positions, out):
+                        values[position] = value
                 if cut:
-                    over_budget.extend(k for k in server_keys
-                                       if k not in found)
+                    for position in (range(len(keys)) if positions is None
+                                     else positions):
+                        if values[position] is None:
+                            values[position] = OVER_BUDGET
             else:
                 failures.append('%s: %s' % (name, 'no answer by the deadline'
                                             if result is None
                                             else _one_line(result)))
-                unreachable.extend(server_keys)
+                for position in (range(len(keys)) if positions is None
+                                 else positions):
+                    values[position] = UNREACHABLE
         if failures and len(failures) == len(by_server):
             raise StoreError('; '.join(failures))
-        return values, unreachable, over_budget
+        return values
 
-    def _fetch(self, server, keys, deadline, max_bytes, max_value):
-        """``(found, cut)``: cut when the byte budget ran out first.
+    def _fetch(self, server, keys, deadline, max_bytes, max_value, out,
+               known):
+        """Fill ``out``; True when the byte budget ran out first.
 
         :raises StoreError: when the server failed (it is left alone).
         """
@@ -578,25 +669,24 @@ class MemcacheStore:
         limits = connection.limits
         limits.deadline = deadline
         limits.budget = max_bytes
-        found = {}
         try:
             try:
-                connection.get_many(keys, max_value, found)
+                connection.get_many(keys, max_value, out, known)
             except _STALE:
                 # A pooled connection the server closed while it was idle
                 # (memcached restarted): once more, on a new one.
                 if not pooled or limits.budget < max_bytes:
                     raise
-                connection.get_many(keys, max_value, found)
+                connection.get_many(keys, max_value, out, known)
         except BudgetExceeded:
-            return found, True
+            return True
         except (OSError, ValueError) as exc:
             server.failed()
             raise StoreError(_one_line(exc))
         finally:
             limits.deadline = limits.budget = float('inf')
         server.release(connection)
-        return found, False
+        return False
 
     def set_many(self, items, ttl):
         """Store ``{key: bytes}`` with a TTL in seconds; one deadline.

@@ -188,6 +188,10 @@ class JudgeTableTest(testcase.TestCase):
         self.assertIs(host, host.with_live(topology.LiveMemory({0: 100})))
         self.assertIs(host, host.with_live(topology.LiveMemory(
             {0: 100, 5: 100})))
+        self.assertIs(host, host.with_live(topology.LiveMemory(
+            {0: 100, 5: 100}, None, {0: 0, 5: 0}, 0)))
+        self.assertIsNone(topology.Host(host.name, host.cells, live=(
+            topology.LiveMemory({0: 100}, None, {0: 0}))).net_free)
 
     def test_live_data_is_carried_by_the_host(self):
         """Ensures with_live shares the cells instead of copying them."""
@@ -199,6 +203,30 @@ class JudgeTableTest(testcase.TestCase):
         self.assertIs(host.cells, live.cells)
         self.assertEqual((host.name, host.used_mb, host.ram_allocation_ratio),
                          (live.name, live.used_mb, live.ram_allocation_ratio))
+
+    def test_net_free_is_worked_out_once_per_host(self):
+        """Ensures net_free is free less untouched and unseen, per cell.
+
+        In the order of the cells, whether the host is built with its live
+        memory or given it; None without the guest figures.
+        """
+        cells = list(reversed(fakes.two_node_cells()))
+        cases = [
+            # (live memory, net_free)
+            (None, None),
+            (topology.LiveMemory({0: 10501, 1: 2769}), None),
+            (topology.LiveMemory({0: 10501, 1: 2769}, None,
+                                 {0: 500, 1: 700}), (2069, 10001)),
+            (topology.LiveMemory({0: 10501, 1: 2769}, None,
+                                 {0: 500, 1: 700}, 1000), (1069, 9001)),
+        ]
+        for live, net in cases:
+            built = topology.Host('h', cells, live=live)
+            self.assertEqual(net, built.net_free, live)
+            self.assertIsNone(topology.Host('h', cells).net_free)
+            if live is not None:
+                given = topology.Host('h', cells).with_live(live)
+                self.assertEqual(net, given.net_free, live)
 
 
 def _live(cells, free, available=None, untouched=None, unseen=0):

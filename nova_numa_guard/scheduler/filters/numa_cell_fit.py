@@ -229,18 +229,19 @@ class NUMACellFitFilter(filters.BaseHostFilter):
         host = view.host
         trusted = live_data.hosts.get(host.name)
         if trusted is not None:
-            # An unchanged payload on an unchanged compute record (the
-            # host view's memo gives the same host): the host an earlier
-            # request derived from them (read as one tuple; other threads
-            # may replace it).
-            derived = trusted.derived
-            if (derived is not None and derived[0] is host and
-                    derived[1] == self._reserved_host_mb):
-                with_live = derived[2]
-            else:
+            # An unchanged payload on a compute record that reads the same
+            # (the host view's memo keeps its cells): the host an earlier
+            # request derived from them, read as one object (other threads
+            # may replace it). The payload is this filter's own source's,
+            # so [DEFAULT] reserved_host_memory_mb is the same too.
+            with_live = trusted.derived
+            if (with_live is None or with_live.cells is not host.cells or
+                    with_live.used_mb != host.used_mb or
+                    with_live.ram_allocation_ratio !=
+                    host.ram_allocation_ratio):
                 with_live = host.with_live(host_view.live_memory(
                     view, trusted, self._reserved_host_mb))
-                trusted.derived = (host, self._reserved_host_mb, with_live)
+                trusted.derived = with_live
             if with_live.live is not None:
                 view.live_host = with_live
                 view.agent_physnets = trusted.physnets

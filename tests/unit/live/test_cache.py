@@ -133,18 +133,18 @@ class CacheSourceTest(CacheSourceTestCase):
         data = self.source.live_data(hosts)
         self.assertEqual(sorted(hosts), sorted(data.hosts))
 
-    def test_filter_fetches_all_hosts_with_one_get_multi(self):
-        """Ensures the filter makes one get_multi for a whole request."""
+    def test_filter_fetches_all_hosts_with_one_get_list(self):
+        """Ensures the filter makes one get_list for a whole request."""
         self.flags(memory_source='cache')
         hosts = self.host_states(500)
         self.publish_records([h.host for h in hosts[:250]])
         filter_obj = base.numa_cell_fit.NUMACellFitFilter()
         mstore = filter_obj._source.store
-        get_multi = self.useFixture(fixtures.MockPatchObject(
-            mstore, 'get_multi', side_effect=mstore.get_multi))
+        get_list = self.useFixture(fixtures.MockPatchObject(
+            mstore, 'get_list', side_effect=mstore.get_list))
         spec = base.fakes.request_spec(base.SIXTEEN_GB, 4)
         passed = list(filter_obj.filter_all(hosts, spec))
-        self.assertEqual(1, get_multi.mock.call_count)
+        self.assertEqual(1, get_list.mock.call_count)
         self.assertEqual([500], self.round_trips)
         # The live figures keep 16 GB out; no data: accounted.
         self.assertEqual([h.host for h in hosts[250:]],
@@ -221,6 +221,26 @@ class CacheSourceTest(CacheSourceTestCase):
             self.assertIn('compute1', source.live_data(['compute1']).hosts)
         self.assertEqual([1, 1, 1], self.round_trips)
         self.assertEqual(1, verify.mock.call_count)
+
+    def test_unchanged_bytes_come_back_as_the_verified_ones(self):
+        """Ensures the store hands back the verified bytes while unchanged.
+
+        The source then knows them by identity; a changed record is new
+        bytes, verified again.
+        """
+        self.flags(live_data_memo_seconds=0)
+        source = live.load('cache')
+        self.publish_records(['compute1', 'compute2'])
+        source.live_data(['compute1', 'compute2'])
+        entries = source.entries(['compute1', 'compute2'])
+        verified = [entry.mark for entry in entries]
+        self.publish('compute2', base.two_node_payload(
+            'compute2', free={0: 100, 1: 200}))
+        data = source.live_data(['compute1', 'compute2'])
+        self.assertIs(verified[0], source.fetch_raw(entries[:1])[0])
+        self.assertIs(verified[0], entries[0].mark)
+        self.assertIsNot(verified[1], entries[1].mark)
+        self.assertEqual({0: 100, 1: 200}, data.hosts['compute2'].free_mb)
 
     def test_payload_signed_for_another_host_is_refused(self):
         """Ensures a host's key cannot sign a payload for another host."""

@@ -187,6 +187,19 @@ class RoundTripTest(StoreTestCase):
         # The trap works: unpickling the value would have sprung it.
         self.assertEqual('sprung', pickle.loads(values['flag1']))
 
+    def test_get_list_gives_values_in_the_order_of_keys(self):
+        """Ensures get_list answers key by key, known values as themselves.
+        """
+        items = {'k1': b'one', 'k2': b'two', 'k3': b'three'}
+        self.store.set_many(items, 60)
+        known = [None, bytes(bytearray(b'two')), b'old', None]
+        values = self.store.get_list(['k1', 'k2', 'k3', 'absent'], MIB,
+                                     known=known)
+        self.assertEqual([b'one', b'two', b'three', None], values)
+        self.assertIs(known[1], values[1])
+        self.assertIsInstance(
+            self.store.get_list(['k1'], MIB, max_value=2)[0], store.TooLarge)
+
     def test_keys_in_batches(self):
         """Ensures more keys than one command takes still come back."""
         keys = self.keys(store.BATCH * 2 + 5)
@@ -259,12 +272,14 @@ def parse(reply, keys, max_value=MIB, budget=float('inf'),
     wire = _Wire(reply, chunk)
     connection._sock = store._BoundedSocket(wire, connection.limits)
     connection.limits.budget = budget
-    found = {}
+    out = [None] * len(keys)
+    error = None
     try:
-        connection.get_many(keys, max_value, found)
+        connection.get_many(keys, max_value, out)
     except OSError as exc:
-        return found, exc, wire.read
-    return found, None, wire.read
+        error = exc
+    found = {k: v for k, v in zip(keys, out) if v is not None}
+    return found, error, wire.read
 
 
 class ParserTest(testcase.TestCase):
@@ -325,6 +340,53 @@ class ParserTest(testcase.TestCase):
                 found, error, _ = parse(reply, ['k1'], chunk=chunk)
                 self.assertIsNone(error)
                 self.assertEqual({'k1': b'v1'}, found)
+
+    def test_values_are_placed_by_their_key(self):
+        """Ensures each value lands at its key's place, whatever the order.
+
+        memcached answers in the order asked, leaving out what it does not
+        hold; a reply in another order is still read key by key.
+        """
+        keys = ['k1', 'k2', 'k3', 'k4']
+        cases = [
+            ['k1', 'k2', 'k3', 'k4'],
+            ['k2', 'k4'],
+            ['k4', 'k1', 'k3'],
+            ['k3', 'k3', 'k1'],
+            [],
+        ]
+        for answered in cases:
+            reply = b''.join(_value(k, k.encode() * 3) for k in answered)
+            for chunk in (1, 7, store.RECV_SIZE):
+                found, error, _ = parse(reply + b'END\r\n', keys,
+                                        chunk=chunk)
+                self.assertIsNone(error)
+                self.assertEqual({k: k.encode() * 3 for k in answered},
+                                 found, (answered, chunk))
+
+    def test_known_values_come_back_as_themselves(self):
+        """Ensures a value that reads as its known one is that object."""
+        connection = store._Connection(store._Server('127.0.0.1:1', None))
+        keys = ['k1', 'k2', 'k3', 'k4', 'k5']
+        reply = b''.join(_value(k, b'same ' + k.encode()) for k in keys)
+        known = [
+            b'same k1',       # the same bytes: kept
+            b'same k2 ',      # longer
+            b'same k3'[:-1],  # shorter
+            b'other k',       # as long, other bytes
+            (7, b'digest'),   # not bytes: ignored
+        ]
+        known = [bytes(bytearray(k)) if type(k) is bytes else k
+                 for k in known]
+        for chunk in (1, 4, store.RECV_SIZE):
+            wire = _Wire(reply + b'END\r\n', chunk)
+            connection._sock = store._BoundedSocket(wire, connection.limits)
+            out = [None] * len(keys)
+            connection.get_many(keys, MIB, out, known)
+            self.assertIs(known[0], out[0])
+            self.assertEqual([b'same ' + k.encode() for k in keys], out)
+            for index in range(1, 5):
+                self.assertIsNot(known[index], out[index])
 
     def test_replies_that_are_not_memcached_s_fail(self):
         """Ensures an unparseable reply raises ProtocolError, one line."""

@@ -26,6 +26,8 @@ SMALL_PAGE_KB = 4
 # Shared empty values: a cell without them keeps no container of its own.
 NO_PHYSNETS = frozenset()
 _NOTHING = types.MappingProxyType({})
+# What _net_free() gives for live memory that does not cover the cells.
+_UNCOVERED = object()
 # CPU counts as shared range objects (Cell.counted()), for the counts
 # hosts have.
 _RANGES = tuple(range(count) for count in range(1025))
@@ -265,6 +267,3 @@ def _net_free(cells, live):
         return tuple([free[c.id] - untouched[c.id] - unseen for c in cells])
     except KeyError:
         return _UNCOVERED
-
-
-_UNCOVERED = object()

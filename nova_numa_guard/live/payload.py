@@ -209,7 +209,7 @@ class Trusted:
         or None when the payload has none (the agent's
         ``[numa_guard_agent] physnet_interfaces`` is not set).
     :ivar derived: free for the scheduler to keep what it last derived
-        from the payload; None at first.
+        from the payload (the filter that owns the source); None at first.
     """
 
     _FIELDS = ('host', 'timestamp', 'free_mb', 'available_mb',

@@ -285,17 +285,15 @@ class PayloadSource(MemorySource, metaclass=abc.ABCMeta):
         gaps = {}
         oldest = now - self._max_age
         newest = now + payload.MAX_CLOCK_SKEW
-        trusted_type = payload.Trusted
         for entry, value in zip(entries, raw):
             host = entry.host
             # The common case first: the bytes trusted at an earlier
             # request (the cache source gives them back as that object),
             # still young enough.
             mark = entry.mark
-            if (value is mark and value is not None or
-                    value is not None and value == mark):
+            if value is not None and (value is mark or value == mark):
                 result = entry.result
-                if (type(result) is trusted_type and
+                if (type(result) is payload.Trusted and
                         oldest <= result.timestamp <= newest):
                     trusted[host] = result
                     continue

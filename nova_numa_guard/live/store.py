@@ -246,6 +246,8 @@ class _Connection:
 
         A value larger than ``max_value`` bytes is not read: ``out`` gets a
         :class:`TooLarge` for it. Values of keys not asked for are skipped.
+        A reply line that is not exactly as memcached writes it (a key over
+        250 bytes, other spacing) is a protocol error.
 
         :param known: None, or a list aligned with ``keys`` of the values
             the caller holds: a value that reads the same as its known one
@@ -585,6 +587,7 @@ class MemcacheStore:
         keys: a server that hangs, trickles or serves planted values costs
         its own keys only.
 
+        :param keys: distinct keys.
         :param max_value: the largest value read; a larger one is refused
             from its header, unread.
         :param known: None, or a list aligned with ``keys`` of the values

@@ -74,8 +74,9 @@ class NUMACellFitFilter(filters.BaseHostFilter):
 
         :param memory_source: a :class:`nova_numa_guard.live.source.
             MemorySource` to use instead of the one ``[numa_guard]
-            memory_source`` names (the simulator's in-process live data);
-            nova itself passes nothing.
+            memory_source`` names (the simulator's in-process live data),
+            for this filter alone: the filter keeps what it derives from
+            the source's payloads on them; nova itself passes nothing.
         """
         super().__init__()
         # Read everything once: a bad value stops the scheduler at start,

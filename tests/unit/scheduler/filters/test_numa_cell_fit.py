@@ -397,7 +397,7 @@ class NUMACellFitFilterTest(test.NoDBTestCase):
     def test_unchanged_payload_and_record_reuse_the_live_host(self):
         """Ensures the live figures derived from a payload are reused while
         neither it nor the compute record changes, and derived again when
-        the record's used memory or allocation ratio does.
+        the record's cells, used memory or allocation ratio do.
         """
         trusted = _trusted('two-node-64g', {0: 40000, 1: 30000},
                            untouched={0: 0, 1: 0}, guests_mb=0)
@@ -408,14 +408,21 @@ class NUMACellFitFilterTest(test.NoDBTestCase):
                                   used_mb=512 + 30002)
         overcommitted = fakes.host_state(fakes.two_node_cells(),
                                          name='two-node-64g', ratio=1.5)
+        # A NUMA guest of 4 GB on cell 0 and a plain one of 4 GB gone: the
+        # same used memory and ratio, other cells.
+        cells = fakes.two_node_cells()
+        cells[0] = topology.Cell(0, cells[0].cpus, cells[0].memory_mb,
+                                 small_page_used_mb=4096, numa_used_mb=4096)
+        moved = fakes.host_state(cells, name='two-node-64g', ratio=1.5)
         with mock.patch.object(host_view, 'live_memory', autospec=True,
                                side_effect=host_view.live_memory) as derive:
             for state, passing, derived in ((record, ['two-node-64g'], 1),
                                             (record, ['two-node-64g'], 1),
                                             (overcommitted,
                                              ['two-node-64g'], 2),
-                                            (busier, [], 3),
-                                            (busier, [], 3)):
+                                            (moved, ['two-node-64g'], 3),
+                                            (busier, [], 4),
+                                            (busier, [], 4)):
                 self.assertEqual(passing, self._passing(
                     [copy.copy(state)], spec))
                 self.assertEqual(derived, derive.call_count)

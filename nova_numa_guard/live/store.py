@@ -287,11 +287,7 @@ class _Connection:
             if header is None:
                 line_end = buf.find(b'\r\n', pos)
                 if line_end < 0:
-                    if len(buf) - pos > _MAX_LINE:
-                        raise ProtocolError('a reply line longer than %d '
-                                            'bytes' % _MAX_LINE)
-                    buf = buf[pos:] + sock.recv(RECV_SIZE)
-                    pos = 0
+                    buf, pos = _more(sock, buf, pos), 0
                     continue
                 if line_end == pos + 3 and buf.startswith(b'END', pos):
                     ends += 1
@@ -356,19 +352,14 @@ class _Connection:
                                                 len(value), value)
                 for k, value in items.items()))
             failed = []
-            buf = bytearray()
+            buf = b''
             pos = 0
             for k in items:
                 line_end = buf.find(b'\r\n', pos)
                 while line_end < 0:
-                    if len(buf) - pos > _MAX_LINE:
-                        raise ProtocolError('a reply line longer than %d '
-                                            'bytes' % _MAX_LINE)
-                    del buf[:pos]
-                    pos = 0
-                    buf += sock.recv(4096)
+                    buf, pos = _more(sock, buf, pos, 4096), 0
                     line_end = buf.find(b'\r\n')
-                line = bytes(buf[pos:line_end])
+                line = buf[pos:line_end]
                 pos = line_end + 2
                 if line != b'STORED':
                     if not line.startswith(b'NOT_STORED'):
@@ -378,6 +369,17 @@ class _Connection:
         except BaseException:
             self.close()
             raise
+
+
+def _more(sock, buf, pos, size=RECV_SIZE):
+    """What is left of ``buf`` from ``pos``, and the next read of ``sock``.
+
+    :raises ProtocolError: when what is left, part of one reply line, is
+        already longer than a line can be.
+    """
+    if len(buf) - pos > _MAX_LINE:
+        raise ProtocolError('a reply line longer than %d bytes' % _MAX_LINE)
+    return buf[pos:] + sock.recv(size)
 
 
 class _Server:

@@ -75,22 +75,26 @@ class Verdict:
         (usage) of a cell that can hold guests; None when it passes.
     :ivar best_cpus: shared CPUs of the largest cell (static); None otherwise.
     :ivar reason: one line with the numbers compared, None when it passes.
-        Built only when read (a log line that is not emitted costs nothing).
+        Built only when read, by ``explain(*args)``: a log line that is not
+        emitted costs nothing, and a rejection holds one tuple, not a
+        closure (the filter rejects thousands of hosts per request).
     """
 
-    __slots__ = ('passes', 'kind', 'best_mb', 'best_cpus', '_explain')
+    __slots__ = ('passes', 'kind', 'best_mb', 'best_cpus', '_explain',
+                 '_args')
 
     def __init__(self, passes, kind=None, best_mb=None, best_cpus=None,
-                 explain=None):
+                 explain=None, args=()):
         self.passes = passes
         self.kind = kind
         self.best_mb = best_mb
         self.best_cpus = best_cpus
         self._explain = explain
+        self._args = args
 
     @property
     def reason(self):
-        return self._explain() if self._explain else None
+        return self._explain(*self._args) if self._explain else None
 
     def __str__(self):
         return self.reason or 'passes'
@@ -457,32 +461,37 @@ def _source(live):
 
 def _static_failure(best, memory_mb, vcpus, cpu_fit):
     cap, ncpus, cell_id = best
+    return Verdict(False, STATIC, cap, ncpus, _explain_static,
+                   (memory_mb, vcpus, cpu_fit, cap, ncpus, cell_id))
 
-    def explain():
-        if cpu_fit:
-            need = '%d MB and %d vCPUs' % (memory_mb, vcpus)
-        else:
-            need = '%d MB' % memory_mb
-        reason = ('needs %s in one cell; largest cell %d holds %d MB and %d '
-                  'CPUs' % (need, cell_id, max(cap, 0), ncpus))
-        if cap <= 0:
-            reason += (' (its memory is in hugepages or reserved; guests '
-                       'without a page size use small pages)')
-        return reason
-    return Verdict(False, STATIC, cap, ncpus, explain)
+
+def _explain_static(memory_mb, vcpus, cpu_fit, cap, ncpus, cell_id):
+    if cpu_fit:
+        need = '%d MB and %d vCPUs' % (memory_mb, vcpus)
+    else:
+        need = '%d MB' % memory_mb
+    reason = ('needs %s in one cell; largest cell %d holds %d MB and %d '
+              'CPUs' % (need, cell_id, max(cap, 0), ncpus))
+    if cap <= 0:
+        reason += (' (its memory is in hugepages or reserved; guests '
+                   'without a page size use small pages)')
+    return reason
 
 
 def _usage_failure(source, fitting, memory_mb, placed):
-    def explain():
-        frees = ', '.join('cell %d %d MB' % item for item in fitting)
-        if placed:
-            return ('needs %d MB free in one cell after %d earlier '
-                    'instance(s) of this request; %s free before them: %s' % (
-                        memory_mb, placed, source, frees))
-        return 'needs %d MB free in one cell; %s free: %s' % (
-            memory_mb, source, frees)
     best_mb = max(free for _, free in fitting)
-    return Verdict(False, USAGE, best_mb, None, explain)
+    return Verdict(False, USAGE, best_mb, None, _explain_usage,
+                   (source, fitting, memory_mb, placed))
+
+
+def _explain_usage(source, fitting, memory_mb, placed):
+    frees = ', '.join('cell %d %d MB' % item for item in fitting)
+    if placed:
+        return ('needs %d MB free in one cell after %d earlier '
+                'instance(s) of this request; %s free before them: %s' % (
+                    memory_mb, placed, source, frees))
+    return 'needs %d MB free in one cell; %s free: %s' % (
+        memory_mb, source, frees)
 
 
 def bound_free_mb(host, reserve=NO_RESERVE, estimate=ESTIMATE_SPREAD,
@@ -550,18 +559,21 @@ def judge_cells(host, chosen, free):
 
 
 def _bound_failure(host, need, free, chosen):
-    def explain():
-        frees = ', '.join('cell %d %d MB' % (cell_id, mb)
-                          for cell_id, mb in sorted(free.items()))
-        source = _source(host.live)
-        if chosen is None:
-            return ('NUMA guest needs %s MB on %d distinct cells; %s free '
-                    'for bound memory: %s' % (
-                        '+'.join('%d' % mb for mb in need), len(need),
-                        source, frees or 'no cell with CPUs and memory'))
-        return ('NUMA guest is bound by nova to %s; %s free for bound '
-                'memory: %s' % (
-                    ', '.join('%d MB on cell %d' % (mb, cell_id)
-                              for cell_id, mb in chosen), source, frees))
     best_mb = max(free.values()) if free else 0
-    return Verdict(False, USAGE, best_mb, None, explain)
+    return Verdict(False, USAGE, best_mb, None, _explain_bound,
+                   (host, need, free, chosen))
+
+
+def _explain_bound(host, need, free, chosen):
+    frees = ', '.join('cell %d %d MB' % (cell_id, mb)
+                      for cell_id, mb in sorted(free.items()))
+    source = _source(host.live)
+    if chosen is None:
+        return ('NUMA guest needs %s MB on %d distinct cells; %s free '
+                'for bound memory: %s' % (
+                    '+'.join('%d' % mb for mb in need), len(need),
+                    source, frees or 'no cell with CPUs and memory'))
+    return ('NUMA guest is bound by nova to %s; %s free for bound '
+            'memory: %s' % (
+                ', '.join('%d MB on cell %d' % (mb, cell_id)
+                          for cell_id, mb in chosen), source, frees))

@@ -246,13 +246,13 @@ def _memoised(host_state):
             entry[3] = _REQUESTS[0]
             return kept, entry
     if kept is None:
-        host = topology.Host(name, cells_from_state(host_state),
-                             used_mb=used_mb, ram_allocation_ratio=ratio)
+        # Positional: keywords cost more than the rest of the call.
+        host = topology.Host(name, cells_from_state(host_state), used_mb,
+                             ratio)
     else:
         cells = cells_from_state(host_state, kept.cells)
         host = (kept if same and cells is kept.cells else
-                topology.Host(name, cells, used_mb=used_mb,
-                              ram_allocation_ratio=ratio))
+                topology.Host(name, cells, used_mb, ratio))
     entry = None
     if key is not None and _settled(updated):
         entry = _MEMO[key] = [host, updated, free_ram_mb, _REQUESTS[0], None]
@@ -272,7 +272,11 @@ def cells_from_state(host_state, previous=()):
     cells = getattr(numa, _CELLS, None)
     if cells is None:
         cells = numa.cells
-    built = [cell_from_nova(cell) for cell in cells]
+    try:
+        # cell_from_nova()'s fast path, one call less per cell.
+        built = [_from_storage(cell) for cell in cells]
+    except AttributeError:
+        built = [cell_from_nova(cell) for cell in cells]
     if previous and len(previous) == len(built):
         same = topology.COUNTED_FIELDS
         built = [old if same(old) == same(new) else new

@@ -31,16 +31,12 @@ _UNCOVERED = object()
 # CPU counts as shared range objects (Cell.counted()), for the counts
 # hosts have.
 _RANGES = tuple(range(count) for count in range(1025))
+_MAX_COUNTED = len(_RANGES)
 # What Cell.counted() sets from its arguments: two counted cells with the
 # same are the same cell.
 COUNTED_FIELDS = operator.attrgetter(
     'id', 'cpus', 'memory_mb', 'small_page_mb', 'small_page_used_mb',
     'numa_used_mb', 'pcpus', 'physnets', 'tunneled')
-
-
-def _counted(count):
-    """``range(count)``, shared for the counts hosts have."""
-    return _RANGES[count] if count < len(_RANGES) else range(count)
 
 
 class Cell:
@@ -110,12 +106,14 @@ class Cell:
         """
         cell = object.__new__(cls)
         cell.id = id
-        cell.cpus = _counted(len(cpus))
+        count = len(cpus)
+        cell.cpus = _RANGES[count] if count < _MAX_COUNTED else range(count)
         cell.memory_mb = memory_mb
         cell.small_page_mb = small_page_mb
         cell.small_page_used_mb = small_page_used_mb
         cell.numa_used_mb = numa_used_mb
-        cell.pcpus = _counted(len(pcpus) if pcpus else 0)
+        count = len(pcpus) if pcpus else 0
+        cell.pcpus = _RANGES[count] if count < _MAX_COUNTED else range(count)
         cell.hugepages = _NOTHING
         cell.physnets = frozenset(physnets) if physnets else NO_PHYSNETS
         cell.tunneled = bool(tunneled)

@@ -265,9 +265,8 @@ class NUMACellFitFilter(filters.BaseHostFilter):
             return host, None
         if self._on_missing == 'pass':
             return host, fit.PASS
-        return host, fit.Verdict(False, NO_LIVE_DATA, None, None, lambda: (
-            'no trusted live memory data (%s) and [numa_guard] '
-            'on_missing_live_data = reject' % reason))
+        return host, fit.Verdict(False, NO_LIVE_DATA, None, None,
+                                 _no_live_data, (reason,))
 
     def _judge_floating(self, view, host, host_state, request):
         placed = 0
@@ -361,6 +360,11 @@ class NUMACellFitFilter(filters.BaseHostFilter):
                       else 'all %d hosts' % rejected,
                       'need': request.need, 'why': why},
                      instance_uuid=request.uuid)
+
+
+def _no_live_data(reason):
+    return ('no trusted live memory data (%s) and [numa_guard] '
+            'on_missing_live_data = reject' % reason)
 
 
 def _hosts(count):

@@ -270,9 +270,9 @@ class NUMACellFitFilter(filters.BaseHostFilter):
 
     def _judge_floating(self, view, host, host_state, request):
         placed = 0
-        if request.memory_mb > 0:
-            placed = int(round(view.placed_mb(host_state) /
-                               request.memory_mb))
+        placed_mb = view.placed_mb(host_state)
+        if placed_mb and request.memory_mb > 0:
+            placed = int(round(placed_mb / request.memory_mb))
         return fit.judge(host, request.memory_mb, request.vcpus,
                          reserve=self._reserve, cpu_fit=self._cpu_fit,
                          estimate=self._estimate, placed=placed)

@@ -117,6 +117,33 @@ class CellFromNovaTest(testcase.TestCase):
         self.assertEqual((frozenset(), False, None),
                          (cell.physnets, cell.tunneled, cell.socket))
 
+    def test_an_older_cell_among_full_ones_is_read_as_nova_does(self):
+        """Ensures a record with one cell missing fields is read in full.
+
+        The cells of a host are read from the fields' storage in one pass;
+        a cell of an older compute, without mempages or network metadata,
+        sends the whole host through the field properties instead.
+        """
+        pool = objects.NUMAPagesTopology(size_kb=4, total=1048576, used=0,
+                                         reserved=0)
+        full = [_cell(id=i, memory=8192, memory_usage=1024,
+                      mempages=[pool],
+                      network_metadata=objects.NetworkMetadata(
+                          physnets={'foo'}, tunneled=False))
+                for i in (0, 2)]
+        older = _cell(id=1, memory=4096, memory_usage=512)
+        state = fakes.host_state([])
+        state.numa_topology = objects.NUMATopology(
+            cells=[full[0], older, full[1]])
+        cells = host_view.cells_from_state(state)
+        self.assertEqual([0, 1, 2], [c.id for c in cells])
+        self.assertEqual([4096, 4096, 4096],
+                         [c.small_page_mb for c in cells])
+        self.assertEqual([0, 512, 0],
+                         [c.small_page_used_mb for c in cells])
+        self.assertEqual([frozenset({'foo'}), frozenset(), frozenset({'foo'})],
+                         [c.physnets for c in cells])
+
 
 class HostViewTest(testcase.TestCase):
 

@@ -543,15 +543,6 @@ class MemcacheStore:
     def server_of(self, key):
         return self._ring.get_node(key)
 
-    def _by_server(self, keys):
-        """``{server name: [key, ...]}``, in the order of ``keys``."""
-        if len(self._servers) == 1:
-            return {next(iter(self._servers)): keys}
-        by_server = {}
-        for k in keys:
-            by_server.setdefault(self._ring.get_node(k), []).append(k)
-        return by_server
-
     def _positions(self, keys):
         """``{server name: [position in keys, ...]}``; None for all."""
         if len(self._servers) == 1:
@@ -643,22 +634,21 @@ class MemcacheStore:
         failures = []
         for name, positions in by_server.items():
             result = results.get(name)
+            mine = range(len(keys)) if positions is None else positions
             if type(result) is tuple:
                 out, cut = result
                 if positions is not None:
                     for position, value in zip(positions, out):
                         values[position] = value
                 if cut:
-                    for position in (range(len(keys)) if positions is None
-                                     else positions):
+                    for position in mine:
                         if values[position] is None:
                             values[position] = OVER_BUDGET
             else:
                 failures.append('%s: %s' % (name, 'no answer by the deadline'
                                             if result is None
                                             else _one_line(result)))
-                for position in (range(len(keys)) if positions is None
-                                 else positions):
+                for position in mine:
                     values[position] = UNREACHABLE
         if failures and len(failures) == len(by_server):
             raise StoreError('; '.join(failures))
@@ -699,9 +689,11 @@ class MemcacheStore:
         :raises StoreError: when a server cannot store its part.
         """
         deadline = time.monotonic() + self.timeout
+        keys = list(items)
         by_server = {}
-        for name, server_keys in self._by_server(list(items)).items():
-            by_server[name] = {k: items[k] for k in server_keys}
+        for name, positions in self._positions(keys).items():
+            by_server[name] = (items if positions is None else
+                               {keys[p]: items[keys[p]] for p in positions})
         for name, values in by_server.items():
             server = self._servers[name]
             connection, _ = server.connection()

@@ -26,7 +26,10 @@ of dogpile's or oslo.cache's internals runs inside nova-scheduler:
   set. pymemcache's reader cost 4 to 6 microseconds per key, more than the
   scheduler can spend per host. Replies are read key by key in the order
   asked (:meth:`MemcacheStore.get_list`), and a value that reads as the one
-  the caller already holds is handed back as that object.
+  the caller already holds is handed back as that object; after such a
+  value, the next one is first compared whole with what the caller holds
+  (one comparison instead of parsing its line), which halves the reading of
+  unchanged values.
 * Every call has **one deadline** for all its socket operations, not a
   timeout per read: a server that trickles one byte at a time cannot hold a
   request longer than the deadline.
@@ -282,7 +285,22 @@ class _Connection:
         # once: no byte is copied more than twice, whatever the read sizes.
         buf = b''
         pos = 0
+        # Whether the value read last was the one the caller knows: the
+        # next one then likely is too, and is tried first as one comparison
+        # with its value as memcached writes it (the store writes flags 0).
+        same = known is not None
         while ends < len(batches):
+            if same and at < len(names):
+                old = known[at]
+                if type(old) is bytes and len(old) <= max_value:
+                    expected = b'VALUE %s 0 %d\r\n%s\r\n' % (
+                        names[at], len(old), old)
+                    if buf.startswith(expected, pos):
+                        out[at] = old
+                        at += 1
+                        pos += len(expected)
+                        continue
+                same = False
             header = match(buf, pos)
             if header is None:
                 line_end = buf.find(b'\r\n', pos)
@@ -332,11 +350,9 @@ class _Connection:
                 raise ProtocolError('a value of %d bytes not followed by '
                                     'CRLF' % size)
             old = known[position] if known is not None else None
-            if (type(old) is bytes and len(old) == size and
-                    buf.startswith(old, start)):
-                out[position] = old
-            else:
-                out[position] = buf[start:end]
+            same = (type(old) is bytes and len(old) == size and
+                    buf.startswith(old, start))
+            out[position] = old if same else buf[start:end]
             at = position + 1
             pos = end + 2
 

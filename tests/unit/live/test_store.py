@@ -388,6 +388,52 @@ class ParserTest(testcase.TestCase):
             for index in range(1, 4):
                 self.assertIsNot(known[index], out[index])
 
+    @hypothesis.settings(max_examples=300, deadline=None, derandomize=True)
+    @hypothesis.given(
+        st.lists(st.tuples(
+            st.binary(max_size=40),
+            st.sampled_from(['same', 'other', 'unknown', 'absent']),
+            st.sampled_from([0, 0, 0, 7])), min_size=1, max_size=8),
+        st.integers(min_value=0, max_value=50),
+        st.sampled_from([1, 5, 17, 64, store.RECV_SIZE]))
+    # Known, and too large to read, after a known one.
+    @hypothesis.example([(b'a', 'same', 0), (b'b' * 10, 'same', 0)], 5,
+                        store.RECV_SIZE)
+    def test_known_values_read_as_unknown_ones_do(self, items, max_value,
+                                                  chunk):
+        """Ensures the caller's known values change no value read.
+
+        Whatever of them reads the same, changed, is unknown or not stored,
+        in any order, with any flags and read sizes: the values are those
+        read without them, and a value is its known object exactly when it
+        reads the same.
+        """
+        keys = ['k%d' % i for i in range(len(items))]
+        reply = b''.join(b'VALUE %s %d %d\r\n%s\r\n' % (
+            k.encode(), flags, len(value), value)
+            for k, (value, mode, flags) in zip(keys, items)
+            if mode != 'absent') + b'END\r\n'
+        known = [bytes(bytearray(value)) if mode in ('same', 'absent')
+                 else value + b'x' if mode == 'other' else None
+                 for value, mode, flags in items]
+        found = []
+        for given in (None, known):
+            connection = store._Connection(store._Server('127.0.0.1:1',
+                                                         None))
+            wire = _Wire(reply, chunk)
+            connection._sock = store._BoundedSocket(wire, connection.limits)
+            out = [None] * len(keys)
+            connection.get_many(keys, max_value, out, given)
+            found.append(out)
+        plain, with_known = found
+        self.assertEqual([v.size if isinstance(v, store.TooLarge) else v
+                          for v in plain],
+                         [v.size if isinstance(v, store.TooLarge) else v
+                          for v in with_known])
+        for (value, mode, flags), old, out in zip(items, known, with_known):
+            self.assertEqual(mode == 'same' and len(value) <= max_value,
+                             out is old)
+
     def test_replies_that_are_not_memcached_s_fail(self):
         """Ensures an unparseable reply raises ProtocolError, one line."""
         cases = [

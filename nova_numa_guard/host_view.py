@@ -32,8 +32,8 @@ the same memory and a device on another node), could still be memoised as
 first read: rare, and gone at the record's next write.
 
 A newer record whose cells read the same as the memoised ones keeps their
-:class:`topology.Cell` objects, and the whole host when nothing else the view
-reads changed either (nova rewrites a record for every guest added or
+:class:`topology.CountedCell` objects, and the whole host when nothing else
+the view reads changed either (nova rewrites a record for every guest added or
 removed, and a guest without a NUMA topology changes no cell). Building the
 cells again costs little; freeing the old ones, far from the processor's
 caches by then, cost about half as much as reading nova's objects.
@@ -331,7 +331,7 @@ def _settled(updated):
 
 
 def cell_from_nova(cell):
-    """Build a :class:`topology.Cell` from a nova ``objects.NUMACell``.
+    """Build a :class:`topology.CountedCell` from a nova ``objects.NUMACell``.
 
     Only what a verdict reads, as plain Python values: nothing of nova's
     objects is kept (the cells are memoised across requests). CPUs are
@@ -368,7 +368,7 @@ def cell_from_nova(cell):
     physnets, tunneled = topology.NO_PHYSNETS, False
     if network is not None:
         physnets, tunneled = network.physnets, network.tunneled
-    return topology.Cell.counted(cell.id, cpuset, cell.memory, small_mb,
+    return topology.counted_cell(cell.id, cpuset, cell.memory, small_mb,
                                  small_used, cell.memory_usage, pcpuset,
                                  physnets, tunneled)
 
@@ -400,7 +400,7 @@ def _from_storage(cell):
     physnets, tunneled = topology.NO_PHYSNETS, False
     if network is not None:
         physnets, tunneled = _NETWORK_FIELDS(network)
-    return topology.Cell.counted(cell_id, cpuset, memory, small_mb,
+    return topology.counted_cell(cell_id, cpuset, memory, small_mb,
                                  small_used, numa_used, pcpuset, physnets,
                                  tunneled)
 

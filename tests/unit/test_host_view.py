@@ -100,6 +100,28 @@ class CellFromNovaTest(testcase.TestCase):
             self.assertIsInstance(getattr(cell, name), plain, name)
         self.assertEqual([str], [type(n) for n in cell.physnets])
 
+    def test_counted_cell_reads_as_a_full_cell(self):
+        """Ensures the view's cells answer every attribute a Cell has.
+
+        The counted cell leaves what nova's records do not give to its
+        class (empty); code that reads a Cell reads it the same, and a copy
+        of it is a full Cell.
+        """
+        cell = host_view.cell_from_nova(_cell(memory_usage=1024))
+        full = topology.Cell(0, frozenset({0, 1, 2, 3}), 65536,
+                             small_page_used_mb=1024, numa_used_mb=1024,
+                             pcpus=frozenset({4, 5}))
+        for name in topology.Cell.__slots__:
+            got, want = getattr(cell, name), getattr(full, name)
+            if name in ('cpus', 'pcpus'):
+                got, want = len(got), len(want)
+            self.assertEqual(want, got, name)
+        self.assertEqual((True, repr(full)), (cell.holds_guests, repr(cell)))
+        copy = cell.replace(memory_mb=1024)
+        self.assertIs(topology.Cell, type(copy))
+        self.assertEqual((1024, 65536), (copy.memory_mb, cell.memory_mb))
+        self.assertEqual({}, dict(copy.hugepages))
+
     def test_pool_without_reserved_pages_reserves_none(self):
         """Ensures a page pool of an older record, without reserved, counts
         as reserving nothing (as nova's NUMAPagesTopology.free does).

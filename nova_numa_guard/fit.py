@@ -389,11 +389,8 @@ def judge(host, memory_mb, vcpus, reserve=NO_RESERVE, cpu_fit=True,
     default, per_node = reserve
     live = host.live
     net = host.net_free
-    estimated = None
-    if live is None:
-        per_cell, per_mb = _non_numa_share(host, estimate)
-        ratio = host.ram_allocation_ratio
-    elif net is None:
+    estimated = share = None
+    if live is not None and net is None:
         estimated = free_mb(host, reserve, estimate)
     fitting = []
     best = None
@@ -412,7 +409,12 @@ def judge(host, memory_mb, vcpus, reserve=NO_RESERVE, cpu_fit=True,
         if memory_mb <= 0:
             return PASS
         if live is None:
-            free = _accounted_free(cell, cap, ratio, per_cell, per_mb)
+            if share is None:
+                # Only for a cell big enough: hosts whose cells all are
+                # too small need no estimate.
+                share = _non_numa_share(host, estimate)
+            free = _accounted_free(cell, cap, host.ram_allocation_ratio,
+                                   *share)
         elif estimated is not None:
             free = estimated[index]
         else:

@@ -79,10 +79,8 @@ _NO_NODES = frozenset()
 _NODE_SETS = {_NO_NODES: _NO_NODES}
 _MAX_NODE_SETS = 256
 
-# compute node uuid -> [topology.Host, updated, free_ram_mb, last request,
-# free device nodes or None] (the host holds the rest of the record
-# version). A newer record replaces the entry; see begin_request() for
-# compute nodes gone.
+# compute node uuid -> _Entry. A newer record replaces the entry; see
+# begin_request() for compute nodes gone.
 _MEMO = {}
 # Requests counted by begin_request() (next() is atomic: each request gets
 # its own number) and the latest number; the memo is pruned every
@@ -95,6 +93,29 @@ _PRUNE_EVERY = 100
 # begin_request(), nothing before the first request.
 _SETTLED = [(datetime.datetime.min.replace(tzinfo=datetime.timezone.utc),
              datetime.datetime.min)]
+
+
+class _Entry:
+    """The memo entry of one compute node record.
+
+    :ivar host: the :class:`topology.Host` read from the record (it holds the
+        rest of the record version: used memory, allocation ratio, name).
+    :ivar updated: the record's ``updated_at``.
+    :ivar free_ram_mb: the record's free memory.
+    :ivar last_used: the number of the latest request that read it.
+    :ivar device_nodes: :func:`device_nodes` of the record, or None until a
+        request asks.
+    """
+
+    __slots__ = ('host', 'updated', 'free_ram_mb', 'last_used',
+                 'device_nodes')
+
+    def __init__(self, host, updated, free_ram_mb, last_used):
+        self.host = host
+        self.updated = updated
+        self.free_ram_mb = free_ram_mb
+        self.last_used = last_used
+        self.device_nodes = None
 
 
 class HostView:
@@ -194,13 +215,13 @@ def device_nodes(view, host_state):
     """
     record = view.record
     if record is not None:
-        nodes = record[4]
+        nodes = record.device_nodes
         if nodes is not None:
             return nodes
     stats = host_state.pci_stats
     nodes = pool_nodes((stats.pools if stats is not None else None) or ())
     if record is not None:
-        record[4] = nodes
+        record.device_nodes = nodes
     return nodes
 
 
@@ -234,16 +255,16 @@ def _memoised(host_state):
     ratio = host_state.ram_allocation_ratio or 1.0
     name = host_state.host
     entry = _MEMO.get(key)
-    # Read as one list; other threads may replace it, never change it but
-    # for its last use and device nodes.
+    # Other threads may replace the entry, never change it but for its last
+    # use and device nodes.
     kept = None
     if entry is not None:
-        kept = entry[0]
+        kept = entry.host
         same = (kept.used_mb == used_mb and
                 kept.ram_allocation_ratio == ratio and kept.name == name)
-        if (same and entry[1] == updated and updated is not None and
-                entry[2] == free_ram_mb):
-            entry[3] = _REQUESTS[0]
+        if (same and entry.updated == updated and updated is not None and
+                entry.free_ram_mb == free_ram_mb):
+            entry.last_used = _REQUESTS[0]
             return kept, entry
     if kept is None:
         # Positional: keywords cost more than the rest of the call.
@@ -255,7 +276,7 @@ def _memoised(host_state):
                 topology.Host(name, cells, used_mb, ratio))
     entry = None
     if key is not None and _settled(updated):
-        entry = _MEMO[key] = [host, updated, free_ram_mb, _REQUESTS[0], None]
+        entry = _MEMO[key] = _Entry(host, updated, free_ram_mb, _REQUESTS[0])
     return host, entry
 
 
@@ -274,16 +295,17 @@ def cells_from_state(host_state, previous=()):
         cells = numa.cells
     try:
         # cell_from_nova()'s fast path, one call less per cell.
-        built = [_from_storage(cell) for cell in cells]
+        built = tuple(map(_from_storage, cells))
     except AttributeError:
-        built = [cell_from_nova(cell) for cell in cells]
+        built = tuple(map(cell_from_nova, cells))
     if previous and len(previous) == len(built):
         same = topology.COUNTED_FIELDS
         built = [old if same(old) == same(new) else new
                  for new, old in zip(built, previous)]
         if all(map(operator.is_, built, previous)):
             return previous
-    return tuple(built)
+        return tuple(built)
+    return built
 
 
 def begin_request():
@@ -310,7 +332,7 @@ def begin_request():
         # change the dict under it.
         for key, entry in _MEMO.copy().items():
             # Not an entry another request has just replaced.
-            if entry[3] < oldest and _MEMO.get(key) is entry:
+            if entry.last_used < oldest and _MEMO.get(key) is entry:
                 _MEMO.pop(key, None)
     except Exception:  # never into nova; the next pruning tries again
         pass

@@ -441,7 +441,8 @@ class HostViewTest(testcase.TestCase):
         def memoise():
             i = 0
             while not stop.is_set():
-                memo['new%d' % (i % 5000)] = [None] * 3 + [0]
+                memo['new%d' % (i % 5000)] = host_view._Entry(
+                    None, None, None, 0)
                 i += 1
 
         # A native thread, as nova's scheduler runs requests on (the
@@ -453,7 +454,7 @@ class HostViewTest(testcase.TestCase):
                 used = host_view._REQUESTS[0]
                 stale = ['stale%d' % i for i in range(50)]
                 for key in stale:
-                    memo[key] = [None] * 3 + [used]
+                    memo[key] = host_view._Entry(None, None, None, used)
                 # The second request prunes what the first did not use.
                 host_view.begin_request()
                 host_view.begin_request()

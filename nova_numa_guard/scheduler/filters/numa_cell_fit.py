@@ -128,6 +128,7 @@ class NUMACellFitFilter(filters.BaseHostFilter):
         host_states = list(filter_obj_list)
         host_view.begin_request()
         live_data = self._live_data(host_states)
+        with_live = bool(live_data.hosts or live_data.missing)
         debug = LOG.isEnabledFor(logging.DEBUG)
         # Only counts and the best rejection of each kind are kept: holding
         # every verdict would let thousands of objects survive into the
@@ -135,7 +136,7 @@ class NUMACellFitFilter(filters.BaseHostFilter):
         rejected = 0
         best = {}
         for host_state in host_states:
-            verdict = self._judge(host_state, request, live_data)
+            verdict = self._judge(host_state, request, live_data, with_live)
             if verdict.passes:
                 yield host_state
                 continue
@@ -184,21 +185,29 @@ class NUMACellFitFilter(filters.BaseHostFilter):
             LOG.warning("NUMACellFitFilter could not leave the live data of "
                         "the hosts for the weigher", exc_info=True)
 
-    def _judge(self, host_state, request, live_data):
+    def _judge(self, host_state, request, live_data, with_live):
         try:
             view = host_view.get(host_state)
             if view.live_host is not None:
                 view.live_host = view.agent_physnets = None
-            if self._reserve_unchecked:
-                self._check_reserve_nodes(view.host)
             host = view.host
-            if live_data.hosts or live_data.missing:
+            if self._reserve_unchecked:
+                self._check_reserve_nodes(host)
+            if with_live:
                 host, verdict = self._with_live(view, live_data)
                 if verdict is not None:
                     return verdict
-            if request.cells is None:
-                return self._judge_floating(view, host, host_state, request)
-            return self._judge_bound(view, host, host_state, request)
+            if request.cells is not None:
+                return self._judge_bound(view, host, host_state, request)
+            # Instances of this request nova placed on the host before.
+            placed = 0
+            placed_mb = view.placed_mb(host_state)
+            if placed_mb and request.memory_mb > 0:
+                placed = int(round(placed_mb / request.memory_mb))
+            # Positional: keywords cost more than the rest of the call.
+            return fit.judge(host, request.memory_mb, request.vcpus,
+                             self._reserve, self._cpu_fit, self._estimate,
+                             placed)
         except Exception:
             LOG.warning("NUMACellFitFilter could not judge %(host)s, "
                         "%(node)s; letting it pass",
@@ -267,15 +276,6 @@ class NUMACellFitFilter(filters.BaseHostFilter):
             return host, fit.PASS
         return host, fit.Verdict(False, NO_LIVE_DATA, None, None,
                                  _no_live_data, (reason,))
-
-    def _judge_floating(self, view, host, host_state, request):
-        placed = 0
-        placed_mb = view.placed_mb(host_state)
-        if placed_mb and request.memory_mb > 0:
-            placed = int(round(placed_mb / request.memory_mb))
-        return fit.judge(host, request.memory_mb, request.vcpus,
-                         reserve=self._reserve, cpu_fit=self._cpu_fit,
-                         estimate=self._estimate, placed=placed)
 
     def _judge_bound(self, view, host, host_state, request):
         placed = None

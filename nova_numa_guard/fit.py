@@ -426,7 +426,7 @@ def judge(host, memory_mb, vcpus, reserve=NO_RESERVE, cpu_fit=True,
             slots += free // memory_mb
             if slots > placed:
                 return PASS
-        fitting.append((index, cell.id, free))
+        fitting.append((cell.id, free))
     unseen = (live.unseen_mb or 0) if fitting and net is not None else 0
     if fitting and unseen and not placed:
         # Near the limit: the unseen memory charged to the roomiest cells
@@ -435,14 +435,13 @@ def judge(host, memory_mb, vcpus, reserve=NO_RESERVE, cpu_fit=True,
         # more if some settle elsewhere). Levelling says nothing of the
         # other cells, so with instances already placed (several guests to
         # fit) the first pass's full charge stands.
-        levelled = level([free + unseen for _, _, free in fitting], unseen)
-        fitting = [(i, cell_id, mb)
-                   for (i, cell_id, _), mb in zip(fitting, levelled)]
+        levelled = level([free + unseen for _, free in fitting], unseen)
+        fitting = [(cell_id, mb)
+                   for (cell_id, _), mb in zip(fitting, levelled)]
         if max(levelled) >= memory_mb:
             return PASS
     if fitting:
-        return _usage_failure(_source(live), [item[1:] for item in fitting],
-                              memory_mb, placed)
+        return _usage_failure(_source(live), fitting, memory_mb, placed)
     if best is None:
         # No cell has both shared CPUs and memory: bad data, or a host for
         # pinned guests only, which placement already keeps guests without a

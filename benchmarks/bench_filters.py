@@ -179,8 +179,8 @@ def run_once(filt, hosts, spec, regime=None, changed=(), guests=None):
     """Mean seconds per host of one request through HostFilterHandler.
 
     :param regime: None (warm), ``'mix'`` (the hosts of ``changed`` have a
-        newer record), ``'changed'`` (every host has) or ``'cold'`` (forget
-        the cells memo first, as for the first request after the scheduler
+        newer record), ``'changed'`` (every host has) or ``'cold'``
+        (:func:`forget` first, as for the first request after the scheduler
         started).
     :param guests: for :func:`change_records`.
     """
@@ -190,7 +190,7 @@ def run_once(filt, hosts, spec, regime=None, changed=(), guests=None):
         change_records(hosts, range(len(hosts)), guests)
     fresh = fresh_copies(hosts)
     if regime == 'cold':
-        host_view._MEMO.clear()
+        forget()
     handler = nova_filters.HostFilterHandler()
     # The garbage of the cases before is not this one's to collect.
     gc.collect()
@@ -200,14 +200,22 @@ def run_once(filt, hosts, spec, regime=None, changed=(), guests=None):
     return elapsed / len(hosts), len(passed or ())
 
 
+def forget():
+    """Forget what the guard kept of earlier requests: the memo of host
+    views and the cells hosts share.
+    """
+    host_view._MEMO.clear()
+    topology._SHARED.clear()
+
+
 def retained_per_host(filt, count, spec):
     """Bytes the filter keeps per host once a request's HostStates are gone.
 
     Traced allocations that survive one request over ``count`` HostStates
     built for it (as nova builds them for every request) and freed after
-    it: the cells memo, mostly.
+    it: the cells memo and the cells hosts share, mostly.
     """
-    host_view._MEMO.clear()
+    forget()
     gc.collect()
     tracemalloc.start()
     try:
@@ -227,7 +235,7 @@ def memo_after_churn(filt, spec, count=1000, rounds=10):
 
     Then two pruning periods of requests on the last of them.
     """
-    host_view._MEMO.clear()
+    forget()
     for round_ in range(rounds):
         hosts = build_hosts(count, seed=round_, prefix='churn%d-' % round_)
         list(filt.filter_all(fresh_copies(hosts), spec))

@@ -55,7 +55,6 @@ from nova.scheduler.weights import pci  # noqa: E402
 from nova.scheduler.weights import ram  # noqa: E402
 
 import bench_filters  # noqa: E402
-from nova_numa_guard import host_view  # noqa: E402
 from nova_numa_guard import nova_hosts  # noqa: E402
 from nova_numa_guard.scheduler.filters import numa_cell_fit  # noqa: E402
 from nova_numa_guard.scheduler.weights import numa_locality  # noqa: E402
@@ -150,7 +149,7 @@ def retained_per_host(guard, weigher, count, spec):
     As ``bench_filters.retained_per_host``, on these hosts (with PCI
     pools), the weigher ranking the hosts the filter passed.
     """
-    host_view._MEMO.clear()
+    bench_filters.forget()
     gc.collect()
     tracemalloc.start()
     try:

@@ -120,21 +120,26 @@ def capacity_mb(cell, reserve=NO_RESERVE):
             cell.small_page_mb)
 
 
-def _non_numa_share(host, estimate):
-    """How the non-NUMA usage is charged: ``(per cell, per small-page MB)``.
+def _derived(host, estimate):
+    """What :mod:`fit` keeps on ``host`` for ``estimate``.
 
-    The non-NUMA usage is what nova counts as used host-wide (every guest and
-    ``[DEFAULT] reserved_host_memory_mb``) minus what the cells account to
-    NUMA guests. ``spread`` charges it in proportion to the cells'
-    small-page memory, ``worst_case`` all of it to every cell, ``ignore`` not
-    at all.
+    ``host.derived``: ``(estimate, per cell, per small-page MB, reserve,
+    room)``, the first three worked out here: how the non-NUMA usage is
+    charged. The non-NUMA usage is what nova counts as used host-wide (every
+    guest and ``[DEFAULT] reserved_host_memory_mb``) minus what the cells
+    account to NUMA guests. ``spread`` charges it in proportion to the
+    cells' small-page memory, ``worst_case`` all of it to every cell,
+    ``ignore`` not at all. ``reserve`` and ``room`` are
+    :func:`_accounted_room`'s, None until it runs.
+
+    The same for as long as the host lives: one tuple (other threads may
+    replace it, never change it), one object for the garbage collector to
+    walk on each of thousands of hosts kept across requests.
     """
-    # The same for as long as the host lives (one read as a tuple; other
-    # threads may replace it): (estimate, share, reserve, room).
     derived = host.derived
     if derived is not None and derived[0] == estimate:
-        return derived[1]
-    share = 0, 0
+        return derived
+    per_cell = per_mb = 0
     if estimate != ESTIMATE_IGNORE:
         numa = total = 0
         for cell in host.cells:
@@ -143,11 +148,11 @@ def _non_numa_share(host, estimate):
                 total += cell.small_page_mb
         non_numa = host.used_mb - numa
         if non_numa > 0 and estimate == ESTIMATE_WORST_CASE:
-            share = non_numa, 0
-        elif non_numa > 0:
-            share = 0, (non_numa / total if total else 0)
-    host.derived = (estimate, share, None, None)
-    return share
+            per_cell = non_numa
+        elif non_numa > 0 and total:
+            per_mb = non_numa / total
+    derived = host.derived = (estimate, per_cell, per_mb, None, None)
+    return derived
 
 
 def _accounted_free(cell, cap, ratio, per_cell, per_mb):
@@ -167,14 +172,10 @@ def _accounted_room(host, reserve, estimate):
     the cells themselves: it stops at the first cell with room, and the
     cells are in the processor's caches anyway for their CPUs.)
     """
-    derived = host.derived
-    if derived is not None and derived[0] == estimate:
-        if derived[3] is not None and derived[2] == reserve:
-            return derived[3]
-        share = derived[1]
-    else:
-        share = _non_numa_share(host, estimate)
-    per_cell, per_mb = share
+    derived = _derived(host, estimate)
+    if derived[4] is not None and derived[3] == reserve:
+        return derived[4]
+    per_cell, per_mb = derived[1], derived[2]
     ratio = host.ram_allocation_ratio
     room = []
     for cell in host.cells:
@@ -183,7 +184,7 @@ def _accounted_room(host, reserve, estimate):
                      len(cell.cpus) if cell.small_page_mb > 0 else 0,
                      bool(cell.tunneled or cell.physnets), cell.id))
     room = tuple(room)
-    host.derived = (estimate, share, reserve, room)
+    host.derived = (estimate, per_cell, per_mb, reserve, room)
     return room
 
 
@@ -389,7 +390,7 @@ def judge(host, memory_mb, vcpus, reserve=NO_RESERVE, cpu_fit=True,
     default, per_node = reserve
     live = host.live
     net = host.net_free
-    estimated = share = None
+    estimated = derived = None
     if live is not None and net is None:
         estimated = free_mb(host, reserve, estimate)
     fitting = []
@@ -409,12 +410,12 @@ def judge(host, memory_mb, vcpus, reserve=NO_RESERVE, cpu_fit=True,
         if memory_mb <= 0:
             return PASS
         if live is None:
-            if share is None:
+            if derived is None:
                 # Only for a cell big enough: hosts whose cells all are
                 # too small need no estimate.
-                share = _non_numa_share(host, estimate)
+                derived = _derived(host, estimate)
             free = _accounted_free(cell, cap, host.ram_allocation_ratio,
-                                   *share)
+                                   derived[1], derived[2])
         elif estimated is not None:
             free = estimated[index]
         else:

@@ -32,14 +32,18 @@ the same memory and a device on another node), could still be memoised as
 first read: rare, and gone at the record's next write.
 
 A newer record whose cells read the same as the memoised ones keeps their
-:class:`topology.CountedCell` objects, and the whole host when nothing else
-the view reads changed either (nova rewrites a record for every guest added or
-removed, and a guest without a NUMA topology changes no cell). Building the
-cells again costs little; freeing the old ones, far from the processor's
-caches by then, cost about half as much as reading nova's objects.
+:class:`topology.CountedCell` objects, and what :mod:`nova_numa_guard.fit`
+derived from the host when nothing else the view reads changed either (nova
+rewrites a record for every guest added or removed, and a guest without a
+NUMA topology changes no cell). Building the cells again costs little;
+freeing the old ones, far from the processor's caches by then, cost about
+half as much as reading nova's objects.
 
-The memo entry of a record also keeps the nodes of its free PCI devices once
-a request that takes no device asked for them (:func:`device_nodes`).
+The memo entry of a record is the host read from it (:class:`_Record`),
+one object rather than a host and an entry: a request over thousands of new
+records leaves thousands of them for the garbage collector to walk. It also
+keeps the nodes of the record's free PCI devices once a request that takes
+no device asked for them (:func:`device_nodes`).
 
 The scheduler may judge requests on several threads at once: the memo is
 only read, replaced entry by entry and pruned from a snapshot, never iterated
@@ -79,7 +83,7 @@ _NO_NODES = frozenset()
 _NODE_SETS = {_NO_NODES: _NO_NODES}
 _MAX_NODE_SETS = 256
 
-# compute node uuid -> _Entry. A newer record replaces the entry; see
+# compute node uuid -> _Record. A newer record replaces the entry; see
 # begin_request() for compute nodes gone.
 _MEMO = {}
 # Requests counted by begin_request() (next() is atomic: each request gets
@@ -95,11 +99,13 @@ _SETTLED = [(datetime.datetime.min.replace(tzinfo=datetime.timezone.utc),
              datetime.datetime.min)]
 
 
-class _Entry:
-    """The memo entry of one compute node record.
+class _Record(topology.Host):
+    """The memo entry of one compute node record: the host read from it.
 
-    :ivar host: the :class:`topology.Host` read from the record (it holds the
-        rest of the record version: used memory, allocation ratio, name).
+    A :class:`topology.Host` (name, cells, used memory and allocation ratio
+    are part of the record's version) with the rest of the version and what
+    the memo keeps of the record.
+
     :ivar updated: the record's ``updated_at``.
     :ivar free_ram_mb: the record's free memory.
     :ivar last_used: the number of the latest request that read it.
@@ -107,15 +113,28 @@ class _Entry:
         request asks.
     """
 
-    __slots__ = ('host', 'updated', 'free_ram_mb', 'last_used',
-                 'device_nodes')
+    __slots__ = ('updated', 'free_ram_mb', 'last_used', 'device_nodes')
 
-    def __init__(self, host, updated, free_ram_mb, last_used):
-        self.host = host
-        self.updated = updated
-        self.free_ram_mb = free_ram_mb
-        self.last_used = last_used
-        self.device_nodes = None
+
+def _record(name, cells, used_mb, ratio, derived, updated, free_ram_mb):
+    """A :class:`_Record`, its :class:`topology.Host` slots set as
+    ``Host.with_live`` sets them (a constructor call costs more).
+
+    :param derived: ``Host.derived`` of an earlier record with the same
+        cells, used memory and allocation ratio, or None.
+    """
+    record = object.__new__(_Record)
+    record.name = name
+    record.cells = cells
+    record.used_mb = used_mb
+    record.ram_allocation_ratio = ratio
+    record.live = record.net_free = None
+    record.derived = derived
+    record.updated = updated
+    record.free_ram_mb = free_ram_mb
+    record.last_used = _REQUESTS[0]
+    record.device_nodes = None
+    return record
 
 
 class HostView:
@@ -254,30 +273,30 @@ def _memoised(host_state):
     used_mb = host_state.total_usable_ram_mb - free_ram_mb
     ratio = host_state.ram_allocation_ratio or 1.0
     name = host_state.host
-    entry = _MEMO.get(key)
+    kept = _MEMO.get(key)
     # Other threads may replace the entry, never change it but for its last
     # use and device nodes.
-    kept = None
-    if entry is not None:
-        kept = entry.host
+    derived = None
+    if kept is None:
+        cells = cells_from_state(host_state)
+    else:
         same = (kept.used_mb == used_mb and
                 kept.ram_allocation_ratio == ratio and kept.name == name)
-        if (same and entry.updated == updated and updated is not None and
-                entry.free_ram_mb == free_ram_mb):
-            entry.last_used = _REQUESTS[0]
-            return kept, entry
-    if kept is None:
-        # Positional: keywords cost more than the rest of the call.
-        host = topology.Host(name, cells_from_state(host_state), used_mb,
-                             ratio)
-    else:
+        if (same and kept.updated == updated and updated is not None and
+                kept.free_ram_mb == free_ram_mb):
+            kept.last_used = _REQUESTS[0]
+            return kept, kept
         cells = cells_from_state(host_state, kept.cells)
-        host = (kept if same and cells is kept.cells else
-                topology.Host(name, cells, used_mb, ratio))
-    entry = None
-    if key is not None and _settled(updated):
-        entry = _MEMO[key] = _Entry(host, updated, free_ram_mb, _REQUESTS[0])
-    return host, entry
+        if same and cells is kept.cells:
+            # What fit derived of the host holds for the newer record.
+            derived = kept.derived
+    if key is None or not _settled(updated):
+        host = topology.Host(name, cells, used_mb, ratio)
+        host.derived = derived
+        return host, None
+    record = _MEMO[key] = _record(name, cells, used_mb, ratio, derived,
+                                  updated, free_ram_mb)
+    return record, record
 
 
 def cells_from_state(host_state, previous=()):
@@ -300,7 +319,7 @@ def cells_from_state(host_state, previous=()):
         built = tuple(map(cell_from_nova, cells))
     if previous and len(previous) == len(built):
         same = topology.COUNTED_FIELDS
-        built = [old if same(old) == same(new) else new
+        built = [old if new is old or same(old) == same(new) else new
                  for new, old in zip(built, previous)]
         if all(map(operator.is_, built, previous)):
             return previous

@@ -20,10 +20,18 @@ from nova import objects
 from oslo_utils import fixture as utils_fixture
 from oslo_utils import timeutils
 
+from nova_numa_guard import fit
 from nova_numa_guard import host_view
 from nova_numa_guard import topology
 from tests import testcase
 from tests.unit import fakes
+
+
+def _record(last_used):
+    """A memo entry last used by request ``last_used``."""
+    record = host_view._record('host', (), 0, 1.0, None, None, None)
+    record.last_used = last_used
+    return record
 
 
 def _cell(**kwargs):
@@ -121,6 +129,40 @@ class CellFromNovaTest(testcase.TestCase):
         self.assertIs(topology.Cell, type(copy))
         self.assertEqual((1024, 65536), (copy.memory_mb, cell.memory_mb))
         self.assertEqual({}, dict(copy.hugepages))
+
+    def test_cells_that_read_the_same_are_one_object(self):
+        """Ensures cells that read the same share one object, and only they.
+
+        Cells with physnets or tunnels are never shared; the table of shared
+        cells stays within its bound, whatever the fleet.
+        """
+        shared = {}
+        self.useFixture(fixtures.MockPatchObject(topology, '_SHARED', shared))
+        self.useFixture(fixtures.MockPatchObject(topology, '_MAX_SHARED', 3))
+        first = host_view.cell_from_nova(_cell(memory_usage=1024))
+        self.assertIs(first, host_view.cell_from_nova(_cell(
+            memory_usage=1024)))
+        for fields in (dict(memory_usage=2048), dict(id=1),
+                       dict(cpuset={0, 1}), dict(pcpuset=set()),
+                       dict(memory=32768),
+                       dict(mempages=[objects.NUMAPagesTopology(
+                           size_kb=4, total=8388608, used=0, reserved=0)])):
+            other = host_view.cell_from_nova(_cell(**dict(
+                dict(memory_usage=1024), **fields)))
+            self.assertIsNot(first, other, fields)
+            self.assertNotEqual(topology.COUNTED_FIELDS(first),
+                                topology.COUNTED_FIELDS(other), fields)
+            self.assertLessEqual(len(shared), 3)
+        for physnets, tunneled in (({'foo'}, False), (set(), True)):
+            network = objects.NetworkMetadata(physnets=physnets,
+                                              tunneled=tunneled)
+            cells = [host_view.cell_from_nova(_cell(network_metadata=network))
+                     for _ in range(2)]
+            self.assertIsNot(cells[0], cells[1])
+            self.assertEqual((frozenset(physnets), tunneled),
+                             (cells[1].physnets, cells[1].tunneled))
+        self.assertEqual((1024, 4, 2), (first.numa_used_mb, len(first.cpus),
+                                        len(first.pcpus)))
 
     def test_pool_without_reserved_pages_reserves_none(self):
         """Ensures a page pool of an older record, without reserved, counts
@@ -231,23 +273,29 @@ class HostViewTest(testcase.TestCase):
     def test_a_newer_record_keeps_what_reads_the_same(self):
         """Ensures a rewritten record keeps the cells that did not change.
 
-        Nova rewrites a record for every guest added or removed: the host
-        is kept when nothing the guard reads changed, its cells when a guest
-        without a NUMA topology came, all but the cell a NUMA guest took.
+        Nova rewrites a record for every guest added or removed: the cells
+        and what fit derived from the host are kept when nothing the guard
+        reads changed, the cells when a guest without a NUMA topology came,
+        all but the cell a NUMA guest took.
         """
         host_view.begin_request()
         state = fakes.host_state(fakes.two_node_cells())
         first = host_view.host_from_state(state)
+        fit.accounted_free_mb(first)
         later = datetime.timedelta(seconds=1)
         rewritten = fakes.host_state(fakes.two_node_cells())
         rewritten.updated = state.updated + later
-        self.assertIs(first, host_view.host_from_state(rewritten))
+        same = host_view.host_from_state(rewritten)
+        self.assertIs(first.cells, same.cells)
+        self.assertIsNotNone(first.derived)
+        self.assertIs(first.derived, same.derived)
 
         rewritten.updated += later
         rewritten.free_ram_mb -= 2048  # a guest without a NUMA topology
         floating = host_view.host_from_state(rewritten)
         self.assertIsNot(first, floating)
         self.assertIs(first.cells, floating.cells)
+        self.assertIsNone(floating.derived)
         self.assertEqual(first.used_mb + 2048, floating.used_mb)
 
         rewritten.updated += later
@@ -441,8 +489,7 @@ class HostViewTest(testcase.TestCase):
         def memoise():
             i = 0
             while not stop.is_set():
-                memo['new%d' % (i % 5000)] = host_view._Entry(
-                    None, None, None, 0)
+                memo['new%d' % (i % 5000)] = _record(0)
                 i += 1
 
         # A native thread, as nova's scheduler runs requests on (the
@@ -454,7 +501,7 @@ class HostViewTest(testcase.TestCase):
                 used = host_view._REQUESTS[0]
                 stale = ['stale%d' % i for i in range(50)]
                 for key in stale:
-                    memo[key] = host_view._Entry(None, None, None, used)
+                    memo[key] = _record(used)
                 # The second request prunes what the first did not use.
                 host_view.begin_request()
                 host_view.begin_request()

@@ -115,26 +115,17 @@ class _Record(topology.Host):
 
     __slots__ = ('updated', 'free_ram_mb', 'last_used', 'device_nodes')
 
-
-def _record(name, cells, used_mb, ratio, derived, updated, free_ram_mb):
-    """A :class:`_Record`, its :class:`topology.Host` slots set as
-    ``Host.with_live`` sets them (a constructor call costs more).
-
-    :param derived: ``Host.derived`` of an earlier record with the same
-        cells, used memory and allocation ratio, or None.
-    """
-    record = object.__new__(_Record)
-    record.name = name
-    record.cells = cells
-    record.used_mb = used_mb
-    record.ram_allocation_ratio = ratio
-    record.live = record.net_free = None
-    record.derived = derived
-    record.updated = updated
-    record.free_ram_mb = free_ram_mb
-    record.last_used = _REQUESTS[0]
-    record.device_nodes = None
-    return record
+    def __init__(self, name, cells, used_mb, ratio, derived, updated,
+                 free_ram_mb):
+        """:param derived: ``Host.derived`` of an earlier record with the
+        same cells, used memory and allocation ratio, or None.
+        """
+        topology.Host.__init__(self, name, cells, used_mb, ratio)
+        self.derived = derived
+        self.updated = updated
+        self.free_ram_mb = free_ram_mb
+        self.last_used = _REQUESTS[0]
+        self.device_nodes = None
 
 
 class HostView:
@@ -294,7 +285,7 @@ def _memoised(host_state):
         host = topology.Host(name, cells, used_mb, ratio)
         host.derived = derived
         return host, None
-    record = _MEMO[key] = _record(name, cells, used_mb, ratio, derived,
+    record = _MEMO[key] = _Record(name, cells, used_mb, ratio, derived,
                                   updated, free_ram_mb)
     return record, record
 

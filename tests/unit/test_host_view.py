@@ -29,7 +29,7 @@ from tests.unit import fakes
 
 def _record(last_used):
     """A memo entry last used by request ``last_used``."""
-    record = host_view._record('host', (), 0, 1.0, None, None, None)
+    record = host_view._Record('host', (), 0, 1.0, None, None, None)
     record.last_used = last_used
     return record
 
